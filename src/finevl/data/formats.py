@@ -1,0 +1,81 @@
+"""The other annotation formats: FineCapEval-style fine captions, JSONL image-text pairs,
+region descriptions, and plain image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from finevl.data.coco import json_list, validate_record
+from finevl.data.jsonio import iter_jsonl, read_json
+from finevl.errors import FinevlError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class FinecapRecord(BaseModel):
+    """One image's fine caption, its facts by criterion and FineCapEval-style phrases."""
+
+    image_id: int
+    file_name: str
+    caption: str = Field(min_length=1)
+    facts: dict[str, list[str]]
+    phrases: dict[str, list[str]]
+
+
+class RegionRecord(BaseModel):
+    """Descriptions of one instance (its `id` is the instance annotation's)."""
+
+    id: int
+    image_id: int
+    category: str
+    short: str = Field(min_length=1)
+    detailed: str = Field(min_length=1)
+
+
+class ImageTextPair(BaseModel):
+    image: str
+    text: str = Field(min_length=1)
+
+
+def read_finecap(path: str | Path) -> list[FinecapRecord]:
+    """Records of a `finecap.json` file, validated."""
+    path = Path(path)
+    data = read_json(path)
+    return [validate_record(FinecapRecord, r, f"{path}: annotations[{k}]") for k, r in enumerate(json_list(data, "annotations", path))]
+
+
+def read_regions(path: str | Path) -> list[RegionRecord]:
+    """Records of a `regions.json` file, validated."""
+    path = Path(path)
+    data = read_json(path)
+    return [validate_record(RegionRecord, r, f"{path}: annotations[{k}]") for k, r in enumerate(json_list(data, "annotations", path))]
+
+
+def read_pairs(path: str | Path) -> list[ImageTextPair]:
+    """Image-text pairs from JSONL (`{"image": ..., "text": ...}`, or `caption` for text);
+    relative image paths are resolved against the file's folder."""
+    path = Path(path)
+    pairs = []
+    for lineno, rec in iter_jsonl(path):
+        if "text" not in rec and "caption" in rec:
+            rec = {**rec, "text": rec["caption"]}
+        pair = validate_record(ImageTextPair, rec, f"{path}: line {lineno}")
+        pair.image = str((path.parent / pair.image) if not Path(pair.image).is_absolute() else pair.image)
+        pairs.append(pair)
+    return pairs
+
+
+def image_folder(root: str | Path) -> list[tuple[Path, str]]:
+    """(image path, label) for every image under `root`, sorted; the label is the first
+    sub-folder's name (as torchvision's ImageFolder), or '' for images at the top."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FinevlError(f"{root}: not a folder")
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            rel = p.relative_to(root)
+            out.append((p, rel.parts[0] if len(rel.parts) > 1 else ""))
+    return out

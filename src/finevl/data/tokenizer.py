@@ -1,0 +1,58 @@
+"""A word-level tokenizer for the language models, trained with `tokenizers` on a corpus
+and saved as a `PreTrainedTokenizerFast` directory. (CLIP text towers use open_clip's
+real BPE tokenizer instead.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from finevl.errors import FinevlError
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+DEFAULT_MAX_LENGTH = 128
+
+
+def train_word_tokenizer(texts: Iterable[str], out_dir: str | Path, max_length: int = DEFAULT_MAX_LENGTH):
+    """Train a lower-cased word-level tokenizer (words, numbers, punctuation) and save it.
+
+    Returns the `PreTrainedTokenizerFast`; `AutoTokenizer.from_pretrained(out_dir)` loads it.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=False)]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        additional_special_tokens=["<image>"],
+        model_max_length=max_length,
+    )
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def load_tokenizer(path: str | Path):
+    """Load a saved tokenizer directory (local only, never remote code)."""
+    from transformers import PreTrainedTokenizerFast
+
+    if not (Path(path) / "tokenizer.json").is_file():
+        raise FinevlError(f"{path}: no tokenizer.json (make one with `finevl data tokenizer`)")
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+def check_caption(tokenizer, text: str, where: str) -> list[int]:
+    """Token ids of a caption; an empty or over-long caption is a `FinevlError` at `where`."""
+    if not text or not text.strip():
+        raise FinevlError(f"{where}: empty caption")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    limit = tokenizer.model_max_length
+    if len(ids) > limit:
+        raise FinevlError(f"{where}: caption has {len(ids)} tokens, over the tokenizer's limit of {limit}")
+    return ids
