@@ -56,3 +56,24 @@ def check_caption(tokenizer, text: str, where: str) -> list[int]:
     if len(ids) > limit:
         raise FinevlError(f"{where}: caption has {len(ids)} tokens, over the tokenizer's limit of {limit}")
     return ids
+
+
+def corpus_texts(folder: str | Path) -> list[str]:
+    """All text of a dataset folder: captions, fine captions, regions, VQA questions and answers."""
+    from finevl.data.coco import CocoCaptions
+    from finevl.data.formats import read_finecap, read_regions
+    from finevl.data.jsonio import iter_jsonl
+
+    folder = Path(folder)
+    texts: list[str] = []
+    if (folder / "captions.json").exists():
+        texts += [c for caps in CocoCaptions(folder / "captions.json").captions.values() for c in caps]
+    if (folder / "finecap.json").exists():
+        texts += [r.caption for r in read_finecap(folder / "finecap.json")]
+    if (folder / "regions.json").exists():
+        texts += [t for r in read_regions(folder / "regions.json") for t in (r.short, r.detailed)]
+    if (folder / "vqa.jsonl").exists():
+        texts += [f"{r['question']} {r['answer']}" for _, r in iter_jsonl(folder / "vqa.jsonl")]
+    if not texts:
+        raise FinevlError(f"{folder}: no text found (captions.json, finecap.json, regions.json or vqa.jsonl)")
+    return texts

@@ -74,7 +74,7 @@ def split_of(config: WorldConfig) -> np.ndarray:
 
 def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

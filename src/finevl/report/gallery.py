@@ -1,0 +1,85 @@
+"""`write_gallery`: a self-contained HTML page of a world's images, masks and text."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, select_autoescape
+from PIL import Image, ImageDraw
+
+from finevl.data.coco import CocoCaptions, CocoInstances
+from finevl.data.formats import read_finecap
+from finevl.data.images import load_image
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.errors import FinevlError
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
+
+
+def _data_uri(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def overlay_masks(image: Image.Image, masks: list[np.ndarray], boxes: list[list[float]]) -> Image.Image:
+    """Each mask tinted in its own colour, its box outlined, so masks and boxes can differ."""
+    base = np.asarray(image, dtype=np.float32) * 0.45
+    for k, mask in enumerate(masks):
+        base[mask] = 0.35 * base[mask] / 0.45 + 0.65 * np.array(PALETTE[k % len(PALETTE)], np.float32)
+    out = Image.fromarray(base.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    for k, (x, y, w, h) in enumerate(boxes):
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=PALETTE[k % len(PALETTE)])
+    return out
+
+
+def _selected(world: Path, instances: CocoInstances, split: str | None, limit: int) -> list[int]:
+    ids = sorted(instances.images)
+    if split is not None:
+        splits = read_json(world / "splits.json")
+        if split not in splits:
+            raise FinevlError(f"{world / 'splits.json'}: no split {split!r} (have {', '.join(splits)})")
+        chosen = set(splits[split])
+        ids = [i for i in ids if i in chosen]
+    return ids[: max(0, limit)]
+
+
+def write_gallery(world: str | Path, out: str | Path | None = None, limit: int = 48, split: str | None = None) -> dict[str, Any]:
+    """Write `out` (default WORLD/gallery.html) showing the first `limit` images."""
+    world = Path(world)
+    if not (world / "instances.json").is_file():
+        raise FinevlError(f"{world}: not a generated world (no instances.json)")
+    out = Path(out) if out else world / "gallery.html"
+    instances = CocoInstances(world / "instances.json")
+    captions = CocoCaptions(world / "captions.json")
+    fine = {r.image_id: r for r in read_finecap(world / "finecap.json")}
+    cards = []
+    for image_id in _selected(world, instances, split, limit):
+        info = instances.images[image_id]
+        image = load_image(world / "images" / info.file_name)
+        anns = instances.annotations.get(image_id, [])
+        masks = [instances.mask(a) for a in anns]
+        cards.append({
+            "id": image_id, "file": info.file_name,
+            "image": _data_uri(image), "masks": _data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),
+            "fine": fine[image_id].caption if image_id in fine else "",
+            "facts": fine[image_id].facts if image_id in fine else {},
+            "coarse": captions.captions.get(image_id, []),
+            "objects": [{"color": "#%02x%02x%02x" % PALETTE[k % len(PALETTE)],
+                         "name": instances.categories[a.category_id].name, "attrs": a.attributes,
+                         "area": int(a.area), "bbox": [int(v) for v in a.bbox]} for k, a in enumerate(anns)],
+        })
+    env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
+    html = env.get_template("gallery.html").render(world=str(world), cards=cards, summary=read_json(world / "world.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    result = {"gallery": str(out), "images": len(cards)}
+    write_json_atomic(out.with_suffix(".json"), result)
+    return result
