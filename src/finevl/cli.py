@@ -17,14 +17,20 @@ from finevl.errors import FinevlError
 from finevl.options import config_options
 from finevl.world.generate import WorldConfig
 
-app = typer.Typer(help="finevl: fine-grained vision-language work around CLIP.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="finevl: fine-grained vision-language work around CLIP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 world_app = typer.Typer(help="FineShapes: generate and look at the procedural world.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: check them, train a word tokenizer.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(data_app, name="data")
 
-OnBad = Annotated[str, typer.Option("--on-bad-image", help="'error' stops at a bad image; 'skip' counts and skips it.")]
+OnBad = Annotated[
+    str, typer.Option("--on-bad-image", help="'error' stops at a bad image; 'skip' counts and skips it.")
+]
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -34,10 +40,22 @@ def _emit(result: dict[str, Any]) -> None:
 
 def _progress(total: int, label: str):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=True)
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 @app.callback(invoke_without_command=True)
@@ -55,22 +73,27 @@ def world_generate(
     config: WorldConfig,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the world into.")],
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (default: all cores).")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing world in --out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing world in --out.")
+    ] = False,
 ) -> None:
     """Generate a FineShapes world: images, COCO files, fine captions, regions, VQA, splits."""
     from finevl.world.generate import generate_world
 
     with _progress(config.n, "rendering") as bar:
         task = bar.add_task("world", total=config.n)
-        summary = generate_world(config, out, workers=workers or None, overwrite=overwrite,
-                                 progress=lambda k: bar.advance(task, k))
+        summary = generate_world(
+            config, out, workers=workers or None, overwrite=overwrite, progress=lambda k: bar.advance(task, k)
+        )
     _emit(summary)
 
 
 @world_app.command("show")
 def world_show(
     world: Annotated[Path, typer.Argument(help="A generated world's folder.")],
-    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: WORLD/gallery.html).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default: WORLD/gallery.html).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Images to show.")] = 48,
     split: Annotated[str | None, typer.Option("--split", help="Only this split (train, val, test).")] = None,
 ) -> None:
@@ -84,7 +107,9 @@ def world_show(
 def data_check(
     folder: Annotated[Path, typer.Argument(help="A dataset folder (COCO files, finecap.json, images/).")],
     on_bad_image: OnBad = "error",
-    tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Also check caption lengths against it.")] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option("--tokenizer", help="Also check caption lengths against it.")
+    ] = None,
 ) -> None:
     """Validate a dataset: every record, mask and image; JSON counts out."""
     from finevl.data.check import check_dataset

@@ -31,7 +31,11 @@ def config_options(config_cls: type) -> Callable[[Callable[..., Any]], Callable[
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func)
         resolved = typing.get_type_hints(func, include_extras=True)  # string annotations -> types
-        own = [p.replace(annotation=resolved.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != "config"]
+        own = [
+            p.replace(annotation=resolved.get(p.name, p.annotation))
+            for p in sig.parameters.values()
+            if p.name != "config"
+        ]
         added = [
             inspect.Parameter(
                 f.name,

@@ -24,12 +24,16 @@ def _check_images(folder: Path, images: dict[int, CocoImage], loader: ImageLoade
         if loaded is None:
             continue
         if loaded.size != (img.width, img.height):
-            raise FinevlError(f"{path}: is {loaded.width}x{loaded.height} but {source} says {img.width}x{img.height}")
+            raise FinevlError(
+                f"{path}: is {loaded.width}x{loaded.height} but {source} says {img.width}x{img.height}"
+            )
         ok += 1
     return ok
 
 
-def check_dataset(folder: str | Path, loader: ImageLoader | None = None, tokenizer: str | Path | None = None) -> dict[str, Any]:
+def check_dataset(
+    folder: str | Path, loader: ImageLoader | None = None, tokenizer: str | Path | None = None
+) -> dict[str, Any]:
     """Validate every file a dataset folder has; counts out, or a `FinevlError` at the
     first problem (a bad image is skipped and counted instead when the loader says so)."""
     folder = Path(folder)

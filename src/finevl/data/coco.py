@@ -82,7 +82,9 @@ def rle_area_bbox(rles: list[dict[str, Any]]) -> tuple[list[int], list[list[floa
     return [int(a) for a in mask_utils.area(coded)], [[float(v) for v in b] for b in mask_utils.toBbox(coded)]
 
 
-def decode_segmentation(seg: dict[str, Any] | list[list[float]], height: int, width: int, where: str) -> np.ndarray:
+def decode_segmentation(
+    seg: dict[str, Any] | list[list[float]], height: int, width: int, where: str
+) -> np.ndarray:
     """A COCO segmentation (RLE, uncompressed RLE or polygons) to a boolean (H, W) mask.
 
     A mask whose size differs from its image's is a `FinevlError` naming `where`.
@@ -96,8 +98,11 @@ def decode_segmentation(seg: dict[str, Any] | list[list[float]], height: int, wi
         if list(size) != [height, width]:
             raise FinevlError(f"{where}: mask is {size[0]}x{size[1]} but its image is {height}x{width}")
         counts = seg.get("counts")
-        rle = mask_utils.frPyObjects(seg, height, width) if isinstance(counts, list) else {
-            "size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        rle = (
+            mask_utils.frPyObjects(seg, height, width)
+            if isinstance(counts, list)
+            else {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        )
     try:
         return mask_utils.decode(rle).astype(bool)
     except Exception as e:  # pycocotools raises bare Exceptions on bad counts
@@ -135,7 +140,8 @@ class CocoInstances:
         data = read_json(self.path)
         self.images = _images(data, self.path)
         self.categories = {
-            c.id: c for k, rec in enumerate(json_list(data, "categories", self.path))
+            c.id: c
+            for k, rec in enumerate(json_list(data, "categories", self.path))
             if (c := validate_record(CocoCategory, rec, f"{self.path}: categories[{k}]"))
         }
         self.annotations: dict[int, list[CocoInstance]] = defaultdict(list)
@@ -150,4 +156,6 @@ class CocoInstances:
     def mask(self, ann: CocoInstance) -> np.ndarray:
         """The boolean mask of an annotation, checked against its image's size."""
         img = self.images[ann.image_id]
-        return decode_segmentation(ann.segmentation, img.height, img.width, f"{self.path}: annotation {ann.id} (image {img.id})")
+        return decode_segmentation(
+            ann.segmentation, img.height, img.width, f"{self.path}: annotation {ann.id} (image {img.id})"
+        )

@@ -43,14 +43,20 @@ def read_finecap(path: str | Path) -> list[FinecapRecord]:
     """Records of a `finecap.json` file, validated."""
     path = Path(path)
     data = read_json(path)
-    return [validate_record(FinecapRecord, r, f"{path}: annotations[{k}]") for k, r in enumerate(json_list(data, "annotations", path))]
+    return [
+        validate_record(FinecapRecord, r, f"{path}: annotations[{k}]")
+        for k, r in enumerate(json_list(data, "annotations", path))
+    ]
 
 
 def read_regions(path: str | Path) -> list[RegionRecord]:
     """Records of a `regions.json` file, validated."""
     path = Path(path)
     data = read_json(path)
-    return [validate_record(RegionRecord, r, f"{path}: annotations[{k}]") for k, r in enumerate(json_list(data, "annotations", path))]
+    return [
+        validate_record(RegionRecord, r, f"{path}: annotations[{k}]")
+        for k, r in enumerate(json_list(data, "annotations", path))
+    ]
 
 
 def read_pairs(path: str | Path) -> list[ImageTextPair]:

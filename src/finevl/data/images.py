@@ -23,7 +23,9 @@ OnBadImage = Literal["error", "skip"]
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = (0.0, 65535.0) if img.mode.startswith("I;16") else (arr.min(), max(arr.max(), arr.min() + 1e-9))
+        lo, hi = (
+            (0.0, 65535.0) if img.mode.startswith("I;16") else (arr.min(), max(arr.max(), arr.min() + 1e-9))
+        )
         arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
@@ -35,7 +37,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: str | Path | BinaryIO, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: str | Path | BinaryIO, name: str | None = None, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
     """Open an image as upright 8-bit RGB; raise `FinevlError` naming the file if it can't.
 
     Palette, CMYK, grey+alpha and 16-bit images are converted; transparency is composited on
@@ -47,7 +51,9 @@ def load_image(source: str | Path | BinaryIO, name: str | None = None, max_pixel
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(source)
             if img.width * img.height > max_pixels:
-                raise FinevlError(f"{label}: image is {img.width}x{img.height}, over the {max_pixels:,}-pixel limit")
+                raise FinevlError(
+                    f"{label}: image is {img.width}x{img.height}, over the {max_pixels:,}-pixel limit"
+                )
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)

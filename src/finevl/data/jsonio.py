@@ -74,10 +74,16 @@ class StreamedJson:
     [{'id': 1}]
     """
 
-    def __init__(self, path: str | Path, header: dict[str, Any], sections: list[str], footer: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        header: dict[str, Any],
+        sections: list[str],
+        footer: dict[str, Any] | None = None,
+    ):
         self.path = Path(path)
         self.header, self.footer = header, footer or {}
-        self._spools = {s: tempfile.TemporaryFile("w+", encoding="utf-8") for s in sections}
+        self._spools = {s: tempfile.TemporaryFile("w+", encoding="utf-8") for s in sections}  # noqa: SIM115 (closed in close)
         self._counts = dict.fromkeys(sections, 0)
 
     def add(self, section: str, item: Any) -> None:

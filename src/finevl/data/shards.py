@@ -55,10 +55,7 @@ def shard_urls(spec: str | Path) -> list[str]:
     from braceexpand import braceexpand
 
     path = Path(spec)
-    if path.is_dir():
-        urls = [str(p) for p in sorted(path.glob("*.tar"))]
-    else:
-        urls = list(braceexpand(str(spec)))
+    urls = [str(p) for p in sorted(path.glob("*.tar"))] if path.is_dir() else list(braceexpand(str(spec)))
     missing = [u for u in urls if not Path(u).is_file()]
     if not urls or missing:
         raise FinevlError(f"{spec}: no shards found" if not urls else f"{missing[0]}: shard not found")

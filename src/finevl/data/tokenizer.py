@@ -24,13 +24,20 @@ def train_word_tokenizer(texts: Iterable[str], out_dir: str | Path, max_length: 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=False)]
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+            pre_tokenizers.Digits(individual_digits=False),
+        ]
     )
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
         additional_special_tokens=["<image>"],
         model_max_length=max_length,
     )

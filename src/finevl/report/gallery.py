@@ -49,7 +49,9 @@ def _selected(world: Path, instances: CocoInstances, split: str | None, limit: i
     return ids[: max(0, limit)]
 
 
-def write_gallery(world: str | Path, out: str | Path | None = None, limit: int = 48, split: str | None = None) -> dict[str, Any]:
+def write_gallery(
+    world: str | Path, out: str | Path | None = None, limit: int = 48, split: str | None = None
+) -> dict[str, Any]:
     """Write `out` (default WORLD/gallery.html) showing the first `limit` images."""
     world = Path(world)
     if not (world / "instances.json").is_file():
@@ -64,18 +66,31 @@ def write_gallery(world: str | Path, out: str | Path | None = None, limit: int =
         image = load_image(world / "images" / info.file_name)
         anns = instances.annotations.get(image_id, [])
         masks = [instances.mask(a) for a in anns]
-        cards.append({
-            "id": image_id, "file": info.file_name,
-            "image": _data_uri(image), "masks": _data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),
-            "fine": fine[image_id].caption if image_id in fine else "",
-            "facts": fine[image_id].facts if image_id in fine else {},
-            "coarse": captions.captions.get(image_id, []),
-            "objects": [{"color": "#%02x%02x%02x" % PALETTE[k % len(PALETTE)],
-                         "name": instances.categories[a.category_id].name, "attrs": a.attributes,
-                         "area": int(a.area), "bbox": [int(v) for v in a.bbox]} for k, a in enumerate(anns)],
-        })
+        cards.append(
+            {
+                "id": image_id,
+                "file": info.file_name,
+                "image": _data_uri(image),
+                "masks": _data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),
+                "fine": fine[image_id].caption if image_id in fine else "",
+                "facts": fine[image_id].facts if image_id in fine else {},
+                "coarse": captions.captions.get(image_id, []),
+                "objects": [
+                    {
+                        "color": "#{:02x}{:02x}{:02x}".format(*PALETTE[k % len(PALETTE)]),
+                        "name": instances.categories[a.category_id].name,
+                        "attrs": a.attributes,
+                        "area": int(a.area),
+                        "bbox": [int(v) for v in a.bbox],
+                    }
+                    for k, a in enumerate(anns)
+                ],
+            }
+        )
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
-    html = env.get_template("gallery.html").render(world=str(world), cards=cards, summary=read_json(world / "world.json"))
+    html = env.get_template("gallery.html").render(
+        world=str(world), cards=cards, summary=read_json(world / "world.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.part")
     tmp.write_text(html, encoding="utf-8")

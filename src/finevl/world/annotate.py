@@ -32,7 +32,10 @@ def scene_rng(seed: int, image_id: int) -> random.Random:
 
 def finecap_phrases(scene: Scene) -> dict[str, list[str]]:
     """FineCapEval-style reference phrases per criterion."""
-    rels = [f"the {scene.objects[i].ref} is {rel} the {scene.objects[j].ref}" for i, rel, j in stated_relations(scene)]
+    rels = [
+        f"the {scene.objects[i].ref} is {rel} the {scene.objects[j].ref}"
+        for i, rel, j in stated_relations(scene)
+    ]
     return {
         "background": [vocab.BACKGROUNDS[scene.background][0]],
         "object": [full_phrase(o) for o in scene.objects],
@@ -50,35 +53,68 @@ def annotate(scene: Scene, rng: random.Random, image_id: int) -> dict[str, Any]:
     instances, regions = [], []
     for k, obj in enumerate(scene.objects):
         ann_id = image_id * MAX_INSTANCES + k + 1
-        instances.append({
-            "id": ann_id, "image_id": image_id, "category_id": CATEGORY_ID[obj.shape],
-            "segmentation": rles[k], "area": areas[k], "bbox": boxes[k], "iscrowd": 0,
-            "attributes": {"color": obj.color, "size": obj.size, "pattern": obj.pattern, "depth": rank[k]},
-        })
+        instances.append(
+            {
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": CATEGORY_ID[obj.shape],
+                "segmentation": rles[k],
+                "area": areas[k],
+                "bbox": boxes[k],
+                "iscrowd": 0,
+                "attributes": {
+                    "color": obj.color,
+                    "size": obj.size,
+                    "pattern": obj.pattern,
+                    "depth": rank[k],
+                },
+            }
+        )
         short, detailed = region_descriptions(scene, k)
-        regions.append({"id": ann_id, "image_id": image_id, "category": obj.shape, "short": short, "detailed": detailed})
+        regions.append(
+            {"id": ann_id, "image_id": image_id, "category": obj.shape, "short": short, "detailed": detailed}
+        )
     captions = [
         {"id": image_id * CAPTIONS_PER_IMAGE + k + 1, "image_id": image_id, "caption": c}
         for k, c in enumerate(coarse_captions(rng, scene, CAPTIONS_PER_IMAGE))
     ]
     vqa = [
-        {"question_id": image_id * MAX_QUESTIONS + k, "image_id": image_id, "image": f"images/{name}",
-         "question": q, "answer": a, "family": fam}
+        {
+            "question_id": image_id * MAX_QUESTIONS + k,
+            "image_id": image_id,
+            "image": f"images/{name}",
+            "question": q,
+            "answer": a,
+            "family": fam,
+        }
         for k, (q, a, fam) in enumerate(vqa_pairs(rng, scene))
     ]
     return {
-        "image": {"id": image_id, "file_name": name, "width": scene.size, "height": scene.size,
-                  "background": scene.background, "text": scene.text},
+        "image": {
+            "id": image_id,
+            "file_name": name,
+            "width": scene.size,
+            "height": scene.size,
+            "background": scene.background,
+            "text": scene.text,
+        },
         "instances": instances,
         "captions": captions,
-        "finecap": {"image_id": image_id, "file_name": name, "caption": fine_caption(scene),
-                    "facts": by_criterion(scene_facts(scene)), "phrases": finecap_phrases(scene)},
+        "finecap": {
+            "image_id": image_id,
+            "file_name": name,
+            "caption": fine_caption(scene),
+            "facts": by_criterion(scene_facts(scene)),
+            "phrases": finecap_phrases(scene),
+        },
         "regions": regions,
         "vqa": vqa,
     }
 
 
-def build_image(seed: int, image_id: int, size: int, **scene_options: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def build_image(
+    seed: int, image_id: int, size: int, **scene_options: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
     """(pixels, records) of image `image_id` of the world with `seed`."""
     rng = scene_rng(seed, image_id)
     scene = sample_scene(rng, size, **scene_options)

@@ -37,9 +37,13 @@ class WorldConfig:
     n: int = field(default=2000, metadata={"help": "Number of images."})
     size: int = field(default=96, metadata={"help": "Image side in pixels."})
     seed: int = field(default=0, metadata={"help": "World seed."})
-    shards: int = field(default=0, metadata={"help": "Also write this many WebDataset shards per split (0: none)."})
+    shards: int = field(
+        default=0, metadata={"help": "Also write this many WebDataset shards per split (0: none)."}
+    )
     max_objects: int = field(default=4, metadata={"help": "Most objects in one scene (1-4)."})
-    overlap_prob: float = field(default=0.3, metadata={"help": "Share of scenes with two overlapping objects."})
+    overlap_prob: float = field(
+        default=0.3, metadata={"help": "Share of scenes with two overlapping objects."}
+    )
     text_prob: float = field(default=0.25, metadata={"help": "Share of scenes with rendered text."})
     val_frac: float = field(default=0.1, metadata={"help": "Share of images in the val split."})
     test_frac: float = field(default=0.1, metadata={"help": "Share of images in the test split."})
@@ -51,15 +55,21 @@ class WorldConfig:
             (self.shards >= 0, f"--shards must be 0 or more, not {self.shards}"),
             (1 <= self.max_objects <= 4, f"--max-objects must be 1 to 4, not {self.max_objects}"),
             (0 <= self.overlap_prob <= 1 and 0 <= self.text_prob <= 1, "probabilities must lie in [0, 1]"),
-            (0 <= self.val_frac and 0 <= self.test_frac and self.val_frac + self.test_frac < 1,
-             "--val-frac and --test-frac must be non-negative and sum below 1"),
+            (
+                self.val_frac >= 0 and self.test_frac >= 0 and self.val_frac + self.test_frac < 1,
+                "--val-frac and --test-frac must be non-negative and sum below 1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise FinevlError(message)
 
     def scene_options(self) -> dict[str, Any]:
-        return {"max_objects": self.max_objects, "overlap_prob": self.overlap_prob, "text_prob": self.text_prob}
+        return {
+            "max_objects": self.max_objects,
+            "overlap_prob": self.overlap_prob,
+            "text_prob": self.text_prob,
+        }
 
 
 def split_of(config: WorldConfig) -> np.ndarray:
@@ -90,8 +100,13 @@ def _chunk(args: tuple[WorldConfig, int, int, str, bool]) -> list[tuple[dict[str
     return out
 
 
-def _results(config: WorldConfig, image_dir: Path, workers: int) -> Iterator[tuple[dict[str, Any], bytes | None]]:
-    jobs = [(config, s, min(s + CHUNK, config.n), str(image_dir), config.shards > 0) for s in range(0, config.n, CHUNK)]
+def _results(
+    config: WorldConfig, image_dir: Path, workers: int
+) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    jobs = [
+        (config, s, min(s + CHUNK, config.n), str(image_dir), config.shards > 0)
+        for s in range(0, config.n, CHUNK)
+    ]
     if workers <= 1:
         for job in jobs:
             yield from _chunk(job)
@@ -106,16 +121,25 @@ class _Writers:
 
     def __init__(self, tmp: Path, config: WorldConfig, split: np.ndarray):
         info = {"description": "FineShapes", "version": WORLD_VERSION, "seed": config.seed}
-        self.instances = StreamedJson(tmp / "instances.json", {"info": info, "licenses": []}, ["images", "annotations"],
-                                      footer={"categories": CATEGORIES})
-        self.captions = StreamedJson(tmp / "captions.json", {"info": info, "licenses": []}, ["images", "annotations"])
+        self.instances = StreamedJson(
+            tmp / "instances.json",
+            {"info": info, "licenses": []},
+            ["images", "annotations"],
+            footer={"categories": CATEGORIES},
+        )
+        self.captions = StreamedJson(
+            tmp / "captions.json", {"info": info, "licenses": []}, ["images", "annotations"]
+        )
         self.finecap = StreamedJson(tmp / "finecap.json", {"info": info}, ["annotations"])
         self.regions = StreamedJson(tmp / "regions.json", {"info": info}, ["annotations"])
         self.vqa = (tmp / "vqa.jsonl").open("w", encoding="utf-8")
         self.shards = None
         if config.shards:
             counts = np.bincount(split, minlength=3)
-            self.shards = [ShardSet(tmp / "shards", name, config.shards, int(c)) for name, c in zip(SPLITS, counts, strict=True)]
+            self.shards = [
+                ShardSet(tmp / "shards", name, config.shards, int(c))
+                for name, c in zip(SPLITS, counts, strict=True)
+            ]
 
     def add(self, records: dict[str, Any], png: bytes | None, split: int) -> None:
         image = records["image"]
@@ -132,7 +156,9 @@ class _Writers:
         for q in records["vqa"]:
             self.vqa.write(dumps(q) + "\n")
         if self.shards is not None and png is not None:
-            self.shards[split].write(Path(image["file_name"]).stem, png, records["finecap"]["caption"], records)
+            self.shards[split].write(
+                Path(image["file_name"]).stem, png, records["finecap"]["caption"], records
+            )
 
     def close(self) -> None:
         for w in (self.instances, self.captions, self.finecap, self.regions):
@@ -197,7 +223,9 @@ def generate_world(
             if progress:
                 progress(1)
         writers.close()
-        write_json_atomic(tmp / "splits.json", {name: np.flatnonzero(split == k).tolist() for k, name in enumerate(SPLITS)})
+        write_json_atomic(
+            tmp / "splits.json", {name: np.flatnonzero(split == k).tolist() for k, name in enumerate(SPLITS)}
+        )
         summary = {"name": "FineShapes", "version": WORLD_VERSION, "config": asdict(config), "counts": counts}
         write_json_atomic(tmp / "world.json", summary)
         _commit(tmp, out)

@@ -17,10 +17,13 @@ from finevl.world import vocab
 from finevl.world.facts import Fact
 
 _TOKEN = re.compile(r'"([^"]*)"|([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)|([.,;:!?])')
-_FILLERS = set(
-    "a an the is are on in with and of there picture photo image some it says word "
-    "at top bottom left right middle center this that says".split()
-)
+# fmt: off
+_FILLERS = {
+    "a", "an", "the", "is", "are", "on", "in", "with", "and", "of", "there", "picture", "photo",
+    "image", "some", "it", "says", "word", "at", "top", "bottom", "left", "right", "middle",
+    "center", "this", "that",
+}
+# fmt: on
 _SENTENCE_END = {".", ";", "!", "?", ":"}
 
 
@@ -163,8 +166,13 @@ def _relations(seq: list[object], out: ParsedCaption) -> None:
 def parse_caption(text: str) -> ParsedCaption:
     """Read a caption back into facts.
 
-    >>> sorted(map(str, parse_caption("A small red star left of a ball on snow.").facts))
-    ['background: snow', 'object: circle', 'object: red star', 'relation: red star | left of | circle', 'size: red star = small']
+    >>> for fact in sorted(map(str, parse_caption("A small red star left of a ball on snow.").facts)):
+    ...     print(fact)
+    background: snow
+    object: circle
+    object: red star
+    relation: red star | left of | circle
+    size: red star = small
     """
     out = ParsedCaption()
     seq = _noun_phrases(_items(text, out.unknown), out)

@@ -56,7 +56,9 @@ def _texture(kind: str, side: int, rng: np.random.Generator) -> np.ndarray:
         cols = np.floor((xx + (rows % 2) * max(4, side // 12)) / max(8, side // 6))
         per_brick = rng.normal(0, 12, 4096).astype(np.float32)
         shade = per_brick[((rows * 61 + cols * 7) % 4096).astype(int)] + 5 * fine
-        mortar = (yy % max(4, side // 12) < 1) | ((xx + (rows % 2) * max(4, side // 12)) % max(8, side // 6) < 1)
+        mortar = (yy % max(4, side // 12) < 1) | (
+            (xx + (rows % 2) * max(4, side // 12)) % max(8, side // 6) < 1
+        )
         tint[mortar] = np.array((200, 190, 180), np.float32) - base
     elif kind == "wood":
         shade = 22 * np.sin(xx / side * 30 + 6 * soft) + 6 * fine

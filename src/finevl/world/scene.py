@@ -200,7 +200,9 @@ def sample_scene(
         depth = list(range(len(objs)))
         rng.shuffle(depth)
         hollow = [o.pattern == "outlined" for o in objs]
-        painted = [painted_mask(o.shape, o.cx, o.cy, o.radius, size, h) for o, h in zip(objs, hollow, strict=True)]
+        painted = [
+            painted_mask(o.shape, o.cx, o.cy, o.radius, size, h) for o, h in zip(objs, hollow, strict=True)
+        ]
         occ = _occlusion(painted, depth)
         if occ is None or (overlap and not occ):
             continue
@@ -216,7 +218,12 @@ def sample_scene(
         background=background,
         objects=[objs[k] for k in order],
         depth=[remap[k] for k in depth],
-        texture=(rng.randrange(texture_variants), rng.randrange(size), rng.randrange(size), rng.uniform(0.9, 1.1)),
+        texture=(
+            rng.randrange(texture_variants),
+            rng.randrange(size),
+            rng.randrange(size),
+            rng.uniform(0.9, 1.1),
+        ),
         occludes=frozenset((remap[i], remap[j]) for i, j in occ),
         painted=[painted[k] for k in order],
         visible=[visible[k] for k in order],

@@ -66,7 +66,9 @@ def _background(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
     name = vocab.BACKGROUNDS
     return [
         ("What is the background?", scene.background),
-        _yes_no(rng, f"Is the background {name[scene.background][0]}?", f"Is the background {name[other][0]}?"),
+        _yes_no(
+            rng, f"Is the background {name[scene.background][0]}?", f"Is the background {name[other][0]}?"
+        ),
     ]
 
 
