@@ -15,7 +15,7 @@ import typer
 
 from finevl.errors import FinevlError
 from finevl.options import config_options
-from finevl.world.generate import WorldConfig
+from finevl.world.config import WorldConfig
 
 app = typer.Typer(
     help="finevl: fine-grained vision-language work around CLIP.",

@@ -72,7 +72,7 @@ def iter_shards(spec: str | Path, loader: ImageLoader | None = None) -> Iterator
 
     loader = loader or ImageLoader()
     for url in shard_urls(spec):
-        for sample in wds.WebDataset(url, shardshuffle=False, empty_check=False):
+        for sample in wds.WebDataset(url, shardshuffle=False):
             key = sample["__key__"]
             blob = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
             if blob is None:

@@ -58,7 +58,7 @@ def check_caption(tokenizer, text: str, where: str) -> list[int]:
     """Token ids of a caption; an empty or over-long caption is a `FinevlError` at `where`."""
     if not text or not text.strip():
         raise FinevlError(f"{where}: empty caption")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     limit = tokenizer.model_max_length
     if len(ids) > limit:
         raise FinevlError(f"{where}: caption has {len(ids)} tokens, over the tokenizer's limit of {limit}")

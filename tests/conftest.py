@@ -1,0 +1,27 @@
+"""Shared fixtures: small worlds generated once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finevl.world.generate import WorldConfig, generate_world
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60-image world at 64 px with shards, made in one process."""
+    out = tmp_path_factory.mktemp("world") / "w"
+    generate_world(WorldConfig(n=60, size=64, seed=3, shards=2), out, workers=1)
+    return out
+
+
+@pytest.fixture()
+def world_copy(world: Path, tmp_path: Path) -> Path:
+    """A private copy of the small world, free to damage."""
+    import shutil
+
+    dst = tmp_path / "w"
+    shutil.copytree(world, dst)
+    return dst
