@@ -26,15 +26,22 @@ def _data_uri(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def overlay_masks(image: Image.Image, masks: list[np.ndarray], boxes: list[list[float]]) -> Image.Image:
-    """Each mask tinted in its own colour, its box outlined, so masks and boxes can differ."""
-    base = np.asarray(image, dtype=np.float32) * 0.45
+def overlay_masks(
+    image: Image.Image, masks: list[np.ndarray], boxes: list[list[float]], scale: int = 2
+) -> Image.Image:
+    """Masks painted in their swatch colours over a dimmed grey copy, each box drawn one
+    pixel outside it and numbered, so a mask that is not its box shows at a glance."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32)[..., None].repeat(3, axis=-1)
+    base = grey * 0.35
     for k, mask in enumerate(masks):
-        base[mask] = 0.35 * base[mask] / 0.45 + 0.65 * np.array(PALETTE[k % len(PALETTE)], np.float32)
+        base[mask] = 0.2 * grey[mask] + 0.8 * np.array(PALETTE[k % len(PALETTE)], np.float32)
     out = Image.fromarray(base.clip(0, 255).astype(np.uint8))
+    out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(out)
     for k, (x, y, w, h) in enumerate(boxes):
-        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=PALETTE[k % len(PALETTE)])
+        colour = PALETTE[k % len(PALETTE)]
+        draw.rectangle((x * scale - 1, y * scale - 1, (x + w) * scale, (y + h) * scale), outline=colour)
+        draw.text((x * scale + 1, y * scale), str(k + 1), fill=colour)
     return out
 
 
@@ -60,6 +67,8 @@ def write_gallery(
     instances = CocoInstances(world / "instances.json")
     captions = CocoCaptions(world / "captions.json")
     fine = {r.image_id: r for r in read_finecap(world / "finecap.json")}
+    splits = read_json(world / "splits.json") if (world / "splits.json").is_file() else {}
+    split_of = {i: name for name, ids in splits.items() for i in ids}
     cards = []
     for image_id in _selected(world, instances, split, limit):
         info = instances.images[image_id]
@@ -69,6 +78,7 @@ def write_gallery(
         cards.append(
             {
                 "id": image_id,
+                "split": split_of.get(image_id, ""),
                 "file": info.file_name,
                 "image": _data_uri(image),
                 "masks": _data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),

@@ -71,13 +71,23 @@ def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int) -> np
     return np.asarray(canvas, dtype=bool)
 
 
+def erode(mask: np.ndarray, r: int) -> np.ndarray:
+    """Pixels whose whole (2r+1)^2 neighbourhood lies in `mask`: box sums via cumsums."""
+    k = 2 * r + 1
+    padded = np.pad(mask, r + 1).astype(np.int32)
+    rows = np.cumsum(padded, axis=0)
+    rows = rows[k:] - rows[:-k]  # (H+1, W+2r+2): vertical window sums
+    cols = np.cumsum(rows, axis=1)
+    window = cols[:, k:] - cols[:, :-k]  # (H+1, W+1)
+    return window[:-1, :-1] == k * k
+
+
 def painted_mask(shape: str, cx: float, cy: float, radius: float, size: int, hollow: bool) -> np.ndarray:
-    """Pixels an object paints: the whole shape, or only a thick rim when `hollow`."""
+    """Pixels an object paints: the whole shape, or, when `hollow`, a rim of even width."""
     full = shape_mask(shape, cx, cy, radius, size)
     if not hollow:
         return full
-    rim = max(2.0, 0.3 * radius)
-    return full & ~shape_mask(shape, cx, cy, radius - rim, size)
+    return full & ~erode(full, max(2, round(0.22 * radius)))
 
 
 @lru_cache(maxsize=8)
