@@ -4,6 +4,7 @@ region descriptions, and plain image folders."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -39,24 +40,20 @@ class ImageTextPair(BaseModel):
     text: str = Field(min_length=1)
 
 
+def _annotations(path: str | Path, model: type[BaseModel]) -> list[Any]:
+    path = Path(path)
+    records = json_list(read_json(path), "annotations", path)
+    return [validate_record(model, r, f"{path}: annotations[{k}]") for k, r in enumerate(records)]
+
+
 def read_finecap(path: str | Path) -> list[FinecapRecord]:
     """Records of a `finecap.json` file, validated."""
-    path = Path(path)
-    data = read_json(path)
-    return [
-        validate_record(FinecapRecord, r, f"{path}: annotations[{k}]")
-        for k, r in enumerate(json_list(data, "annotations", path))
-    ]
+    return _annotations(path, FinecapRecord)
 
 
 def read_regions(path: str | Path) -> list[RegionRecord]:
     """Records of a `regions.json` file, validated."""
-    path = Path(path)
-    data = read_json(path)
-    return [
-        validate_record(RegionRecord, r, f"{path}: annotations[{k}]")
-        for k, r in enumerate(json_list(data, "annotations", path))
-    ]
+    return _annotations(path, RegionRecord)
 
 
 def read_pairs(path: str | Path) -> list[ImageTextPair]:
