@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/finevl world generate --out $(DEMO)/world --n 2000 --size 96 --seed 0 --shards 4 --overwrite > $(DEMO).world.json
-	$(BIN)/finevl data tokenizer $(DEMO)/world --out $(DEMO)/tokenizer > /dev/null
-	$(BIN)/finevl world show $(DEMO)/world --out $(DEMO)/gallery.html > /dev/null
+	mkdir -p $(DEMO)
+	$(BIN)/finevl world generate --out $(DEMO)/world --n 2000 --size 96 --seed 0 --shards 4 --overwrite > $(DEMO)/world.json
+	$(BIN)/finevl data tokenizer $(DEMO)/world --out $(DEMO)/tokenizer > $(DEMO)/tokenizer.json
+	$(BIN)/finevl world show $(DEMO)/world --out $(DEMO)/gallery.html > $(DEMO)/gallery.json
 	@echo "FineShapes world: $(DEMO)/world   gallery: open $(DEMO)/gallery.html"
 
 # pytest exits 5 when it collects no test: that is a failure here, said plainly.
