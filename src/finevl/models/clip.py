@@ -1,0 +1,358 @@
+"""One CLIP interface over the field's two families.
+
+`Clip` wraps an open_clip `CLIP` (any architecture of open_clip's zoo, or a finevl JSON
+preset) or a Hugging Face `CLIPModel` (a preset or any local directory) and gives both the
+same surface: `tokenize`, `preprocess`, `encode_image`, `encode_text`, `forward` (for
+training), `save`. `load_clip(spec)` takes a preset name, an open_clip architecture name or a
+checkpoint directory in either family's own layout, so every command takes either.
+
+>>> clip = load_clip("finevl-tiny-vit")
+>>> texts = clip.tokenize(["a red star on snow"])
+>>> clip.encode_text(texts).shape
+torch.Size([1, 128])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from finevl.errors import FinevlError
+
+logger = logging.getLogger(__name__)
+
+PRESETS = Path(__file__).parent / "presets"
+OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS = "open_clip_config.json", "open_clip_model.safetensors"
+MAX_LOGIT_SCALE = 100.0
+Family = Literal["open_clip", "hf"]
+
+
+@dataclass
+class TextBatch:
+    """Tokenized texts: ids (B, L), the attention mask (HF family) and how many were cut."""
+
+    ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    truncated: int
+
+    def to(self, device: torch.device | str) -> TextBatch:
+        mask = None if self.attention_mask is None else self.attention_mask.to(device)
+        return TextBatch(self.ids.to(device), mask, self.truncated)
+
+    def __getitem__(self, index: slice | torch.Tensor) -> TextBatch:
+        mask = None if self.attention_mask is None else self.attention_mask[index]
+        return TextBatch(self.ids[index], mask, self.truncated)
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+class Clip(nn.Module):
+    """A CLIP model of either family behind one interface (see the module docstring)."""
+
+    def __init__(self, inner: nn.Module, family: Family, tokenizer: Any, image_processor: Any, name: str):
+        super().__init__()
+        self.inner, self.family, self.name = inner, family, name
+        self._tokenizer, self._image_processor = tokenizer, image_processor
+        if family == "open_clip":
+            self.image_size = _side(inner.visual.image_size)
+            self.image_mean, self.image_std = inner.visual.image_mean, inner.visual.image_std
+            self.context_length = inner.context_length
+        else:
+            self.image_size = _side(image_processor.crop_size)
+            self.image_mean, self.image_std = image_processor.image_mean, image_processor.image_std
+            self.context_length = inner.config.text_config.max_position_embeddings
+
+    # -- text ------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> TextBatch:
+        """Tokenize to the context length; longer texts are truncated and counted."""
+        if not texts:
+            raise FinevlError("no captions to encode (empty caption list)")
+        empty = [k for k, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise FinevlError(f"caption {empty[0]} is empty")
+        if self.family == "open_clip":
+            lengths = [len(self._tokenizer.encode(t)) + 2 for t in texts]
+            ids, mask = self._tokenizer(texts, self.context_length), None
+        else:
+            full = self._tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+            lengths = [len(x) for x in full]
+            enc = self._tokenizer(
+                texts,
+                padding="max_length",
+                truncation=True,
+                max_length=self.context_length,
+                return_tensors="pt",
+            )
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+        truncated = sum(n > self.context_length for n in lengths)
+        if truncated:
+            logger.warning(
+                "%d of %d captions truncated to %d tokens", truncated, len(texts), self.context_length
+            )
+        return TextBatch(ids, mask, truncated)
+
+    def encode_text(self, texts: TextBatch, normalize: bool = True) -> torch.Tensor:
+        """(B, D) text embeddings, unit length unless `normalize=False`."""
+        if self.family == "open_clip":
+            feats = self.inner.encode_text(texts.ids)
+        else:
+            feats = _pooled(
+                self.inner.get_text_features(input_ids=texts.ids, attention_mask=texts.attention_mask)
+            )
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    # -- images ----------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image to the model's (3, S, S) input, as the checkpoint's own processor does."""
+        if self.family == "open_clip":
+            return self._image_processor(image)
+        return self._image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def normalize_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 images already at `image_size` to model input: the fast path
+        for in-memory datasets (same arithmetic as the processors after resizing)."""
+        mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(B, D) image embeddings of preprocessed (B, 3, S, S) pixels."""
+        if self.family == "open_clip":
+            feats = self.inner.encode_image(pixels)
+        else:
+            feats = _pooled(self.inner.get_image_features(pixel_values=pixels))
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    # -- training --------------------------------------------------------------------
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        """log of the learnable temperature's inverse (CLIP init: log(1/0.07))."""
+        return self.inner.logit_scale
+
+    def clamp_logit_scale(self) -> None:
+        """Keep exp(logit_scale) at most 100, as CLIP does after each step."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0, torch.log(torch.tensor(MAX_LOGIT_SCALE)).item())
+
+    def forward(
+        self, pixels: torch.Tensor, texts: TextBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image features, text features, exp(logit_scale)): what `ClipLoss` takes."""
+        return self.encode_image(pixels), self.encode_text(texts), self.logit_scale.exp()
+
+    # -- saving ----------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> Path:
+        """Save in the family's own layout, atomically (temporary folder, then rename)."""
+        out = Path(out_dir)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.family == "open_clip":
+            from open_clip.push_to_hf_hub import save_config_for_hf
+            from safetensors.torch import save_file
+
+            save_config_for_hf(self.inner, tmp / OPEN_CLIP_CONFIG, self.inner_config)
+            save_file(
+                {k: v.contiguous() for k, v in self.inner.state_dict().items()}, tmp / OPEN_CLIP_WEIGHTS
+            )
+        else:
+            self.inner.save_pretrained(tmp, safe_serialization=True)
+            self._tokenizer.save_pretrained(tmp)
+            self._image_processor.save_pretrained(tmp)
+        _replace_dir(tmp, out)
+        return out
+
+    inner_config: dict[str, Any] | None = None  # open_clip: the architecture's config
+
+
+def _side(size: Any) -> int:
+    """Image side from an int, a (h, w) pair, or a processor's size dict / SizeDict."""
+    if isinstance(size, (int, float)):
+        return int(size)
+    if isinstance(size, (tuple, list)):
+        return int(size[0])
+    for key in ("height", "shortest_edge"):
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        if value:
+            return int(value)
+    raise ValueError(f"no image side in {size!r}")
+
+
+def _pooled(out: Any) -> torch.Tensor:
+    """transformers 5 returns a model output from get_*_features; older ones a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
+# ----------------------------------------------------------------------------------------
+# Presets and loading
+
+
+@cache
+def _register_presets() -> None:
+    import open_clip
+
+    open_clip.add_model_config(PRESETS)
+
+
+def presets() -> list[str]:
+    """finevl's own preset names."""
+    return sorted(p.stem for p in PRESETS.glob("*.json"))
+
+
+@cache
+def clip_bpe_tokenizer_parts() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """open_clip's CLIP BPE as (vocab, merges) with HF's special-token names, ids kept at
+    49406 (<|startoftext|>) and 49407 (<|endoftext|>)."""
+    import open_clip
+
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    vocab = dict(tok.encoder)
+    vocab["<|startoftext|>"] = vocab.pop("<start_of_text>")
+    vocab["<|endoftext|>"] = vocab.pop("<end_of_text>")
+    merges = [pair for pair, _ in sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])]
+    return vocab, merges
+
+
+def _hf_from_preset(name: str) -> Clip:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    cfg = json.loads((PRESETS / f"{name}.json").read_text())
+    cfg.pop("family")
+    model = CLIPModel(CLIPConfig(**cfg))
+    vocab, merges = clip_bpe_tokenizer_parts()
+    tokenizer = CLIPTokenizer(
+        vocab=vocab, merges=merges, model_max_length=cfg["text_config"]["max_position_embeddings"]
+    )
+    side = cfg["vision_config"]["image_size"]
+    processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+    return Clip(model, "hf", tokenizer, processor, name)
+
+
+def _open_clip_from_name(name: str) -> Clip:
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    clip = Clip(model, "open_clip", open_clip.get_tokenizer(name), preprocess, name)
+    clip.inner_config = open_clip.get_model_config(name)
+    return clip
+
+
+def _check_safetensors(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error types on bad headers
+        raise FinevlError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _load_open_clip_dir(path: Path) -> Clip:
+    import open_clip
+
+    weights = path / OPEN_CLIP_WEIGHTS
+    if not weights.is_file():
+        raise FinevlError(f"{path}: incomplete open_clip checkpoint (no {OPEN_CLIP_WEIGHTS})")
+    _check_safetensors(weights)
+    try:
+        cfg = json.loads((path / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}")
+    except (KeyError, json.JSONDecodeError, RuntimeError, ValueError) as e:
+        raise FinevlError(f"{path}: cannot load the open_clip checkpoint ({e})") from None
+    clip = Clip(model, "open_clip", open_clip.get_tokenizer(f"local-dir:{path}"), preprocess, str(path))
+    clip.inner_config = cfg
+    return clip
+
+
+def _load_hf_dir(path: Path) -> Clip:
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise FinevlError(f"{path}: incomplete Hugging Face checkpoint (no .safetensors weights)")
+    for w in weights:
+        _check_safetensors(w)
+    try:
+        model = CLIPModel.from_pretrained(str(path), local_files_only=True)
+        tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+        processor = CLIPImageProcessor.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise FinevlError(f"{path}: cannot load the Hugging Face CLIP checkpoint ({e})") from None
+    return Clip(model, "hf", tokenizer, processor, str(path))
+
+
+def load_weights(clip: Clip, weights: str | Path) -> None:
+    """Load a `.safetensors` state dict, or an open_clip_train `epoch_N.pt` checkpoint
+    (read with `weights_only=True`; its DDP `module.` prefix stripped)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FinevlError(f"{weights}: weights file not found")
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        _check_safetensors(weights)
+        state = load_file(str(weights))
+    else:
+        try:
+            ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for a bad or unsafe file
+            raise FinevlError(f"{weights}: not a readable checkpoint ({e})") from None
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        clip.inner.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] + " " + " ".join(str(e).splitlines()[1:2])
+        raise FinevlError(f"{weights}: weights do not fit {clip.name}: {first[:300]}") from None
+
+
+def load_clip(spec: str | Path, weights: str | Path | None = None) -> Clip:
+    """A `Clip` from a checkpoint directory (open_clip or Hugging Face layout), a finevl
+    preset (`presets()`), or any open_clip architecture name; `weights` optionally loads a
+    safetensors or open_clip_train checkpoint into a preset or architecture."""
+    _register_presets()
+    path = Path(spec)
+    if path.is_dir():
+        if (path / OPEN_CLIP_CONFIG).is_file():
+            clip = _load_open_clip_dir(path)
+        elif (path / "config.json").is_file():
+            clip = _load_hf_dir(path)
+        else:
+            raise FinevlError(f"{path}: not a CLIP checkpoint (no {OPEN_CLIP_CONFIG} or config.json)")
+    elif str(spec) in presets() and (PRESETS / f"{spec}.json").read_text().find('"family": "hf"') >= 0:
+        clip = _hf_from_preset(str(spec))
+    else:
+        import open_clip
+
+        if str(spec) not in open_clip.list_models():
+            where = "model directory not found" if ("/" in str(spec) or path.suffix) else "unknown model"
+            raise FinevlError(
+                f"{spec}: {where} (a checkpoint directory, a preset: {', '.join(presets())}, "
+                "or an open_clip architecture)"
+            )
+        clip = _open_clip_from_name(str(spec))
+    if weights is not None:
+        load_weights(clip, weights)
+    return clip.eval()
