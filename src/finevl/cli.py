@@ -15,6 +15,7 @@ import typer
 
 from finevl.errors import FinevlError
 from finevl.options import config_options
+from finevl.train.config import ClipTrainConfig
 from finevl.world.config import WorldConfig
 
 app = typer.Typer(
@@ -26,8 +27,17 @@ app = typer.Typer(
 world_app = typer.Typer(help="FineShapes: generate and look at the procedural world.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: check them, train a word tokenizer.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+clip_app = typer.Typer(help="CLIP: train, zero-shot, retrieval, retrieval captioning.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(clip_app, name="clip")
 
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="Checkpoint dir (open_clip or HF), preset, or open_clip arch.")
+]
+WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", help="Weights (.safetensors or open_clip_train .pt).")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the JSON results here.")]
 OnBad = Annotated[
     str, typer.Option("--on-bad-image", help="'error' stops at a bad image; 'skip' counts and skips it.")
 ]
@@ -129,6 +139,133 @@ def data_tokenizer(
 
     tok = train_word_tokenizer(corpus_texts(folder), out, max_length=max_length)
     _emit({"tokenizer": str(out), "vocab_size": len(tok), "max_length": max_length})
+
+
+def _write(result: dict[str, Any], out: Path | None) -> None:
+    if out is not None:
+        from finevl.data.jsonio import write_json_atomic
+
+        write_json_atomic(out, result)
+    _emit(result)
+
+
+@clip_app.command("train")
+@config_options(ClipTrainConfig)
+def clip_train(
+    config: ClipTrainConfig,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
+    ] = False,
+) -> None:
+    """Contrastive training (open_clip ClipLoss) on accelerate; CPU, multi-process or GPU."""
+    from finevl.train.contrastive import train_clip
+
+    with _progress(config.steps, "training") as bar:
+        task = bar.add_task("train", total=config.steps)
+        _emit(train_clip(config, resume=resume, progress=lambda k: bar.advance(task, k)))
+
+
+@clip_app.command("zeroshot")
+def clip_zeroshot(
+    model: ModelOpt,
+    weights: WeightsOpt = None,
+    world: Annotated[
+        Path | None, typer.Option("--world", help="A FineShapes world (labels from its files).")
+    ] = None,
+    label: Annotated[
+        str, typer.Option("--label", help="shape, color, size, pattern or background.")
+    ] = "shape",
+    split: Annotated[str, typer.Option("--split", help="Split of the world.")] = "test",
+    folder: Annotated[
+        Path | None, typer.Option("--folder", help="Or: a folder of class sub-folders.")
+    ] = None,
+    on_bad_image: OnBad = "error",
+    out: OutOpt = None,
+) -> None:
+    """Zero-shot classification with prompt ensembling: acc1, acc5, mean per-class recall."""
+    from finevl.apps.zeroshot import TEMPLATES, folder_labels, world_labels, zeroshot_classify
+    from finevl.data.images import ImageLoader
+    from finevl.models.clip import load_clip
+
+    if (world is None) == (folder is None):
+        raise FinevlError("give exactly one of --world or --folder")
+    paths, labels, names = world_labels(world, label, split) if world else folder_labels(folder)  # type: ignore[arg-type]
+    loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
+    clip = load_clip(model, weights)
+    metrics, acc, classes = zeroshot_classify(
+        clip, paths, labels, names, TEMPLATES[label if world else "folder"], loader
+    )
+    dataset = f"{world}:{label}:{split}" if world else str(folder)
+    _write(
+        {
+            "dataset": dataset,
+            "model": model,
+            "task": "zeroshot_classification",
+            "metrics": metrics,
+            "classes": classes,
+            "confusion": acc.confusion().tolist(),
+            "skipped_images": len(loader.skipped),
+        },
+        out,
+    )
+
+
+@clip_app.command("retrieval")
+def clip_retrieval(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="World folder, shards or JSONL pairs.")],
+    weights: WeightsOpt = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split of a world folder.")] = "test",
+    captions: Annotated[
+        str, typer.Option("--captions", help="'fine' (one per image) or 'refs' (all).")
+    ] = "fine",
+    limit: Annotated[int | None, typer.Option("--limit", help="First N images only.")] = None,
+    out: OutOpt = None,
+) -> None:
+    """Image-text retrieval recall@1/5/10 both ways (CLIP_benchmark definitions)."""
+    from finevl.apps.retrieval import retrieval_eval
+    from finevl.data.imagetext import load_image_text
+    from finevl.models.clip import load_clip
+
+    clip = load_clip(model, weights)
+    dataset = load_image_text(data, clip.image_size, split=split, limit=limit)
+    metrics = retrieval_eval(clip, dataset, captions)
+    _write(
+        {
+            "dataset": f"{data}:{split}",
+            "model": model,
+            "task": "zeroshot_retrieval",
+            "metrics": metrics,
+            "images": len(dataset),
+        },
+        out,
+    )
+
+
+@clip_app.command("caption")
+def clip_caption(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="Images to caption (world folder, shards or JSONL).")],
+    pool: Annotated[Path, typer.Option("--pool", help="World folder whose captions form the pool.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions, COCO results format.")],
+    weights: WeightsOpt = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split of --data.")] = "test",
+    pool_split: Annotated[str | None, typer.Option("--pool-split", help="Split of --pool.")] = "train",
+    pool_captions: Annotated[str, typer.Option("--pool-captions", help="'fine', 'refs' or 'all'.")] = "all",
+) -> None:
+    """Retrieval-based captioning: each image gets the pool caption closest to it."""
+    from finevl.apps.retrieval import caption_by_retrieval, caption_pool
+    from finevl.data.imagetext import load_image_text
+    from finevl.data.jsonio import write_json_atomic
+    from finevl.models.clip import load_clip
+
+    clip = load_clip(model, weights)
+    images = load_image_text(data, clip.image_size, split=split)
+    texts = caption_pool(load_image_text(pool, clip.image_size, split=pool_split), pool_captions)
+    captions = caption_by_retrieval(clip.embed_pixels(images.images), clip.embed_texts(texts), texts)
+    preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
+    write_json_atomic(out, preds)
+    _emit({"predictions": str(out), "images": len(preds), "pool": len(texts)})
 
 
 def main() -> None:

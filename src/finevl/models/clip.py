@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
 
 logger = logging.getLogger(__name__)
@@ -135,6 +134,35 @@ class Clip(nn.Module):
             feats = _pooled(self.inner.get_image_features(pixel_values=pixels))
         return F.normalize(feats, dim=-1) if normalize else feats
 
+    # -- batched inference -----------------------------------------------------------
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """(T, D) unit embeddings of many texts, in batches, without gradients."""
+        batch = self.tokenize(texts)
+        return torch.cat(
+            [self.encode_text(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        )
+
+    @torch.no_grad()
+    def embed_pixels(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """(N, D) unit embeddings of (N, 3, S, S) uint8 images at `image_size`."""
+        return torch.cat(
+            [
+                self.encode_image(self.normalize_pixels(images[i : i + batch_size]))
+                for i in range(0, len(images), batch_size)
+            ]
+        )
+
+    @torch.no_grad()
+    def embed_images(self, images: list[Image.Image], batch_size: int = 256) -> torch.Tensor:
+        """(N, D) unit embeddings of PIL images through the checkpoint's own preprocessing."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            out.append(
+                self.encode_image(torch.stack([self.preprocess(im) for im in images[i : i + batch_size]]))
+            )
+        return torch.cat(out)
+
     # -- training --------------------------------------------------------------------
     @property
     def logit_scale(self) -> nn.Parameter:
@@ -156,9 +184,7 @@ class Clip(nn.Module):
     def save(self, out_dir: str | Path) -> Path:
         """Save in the family's own layout, atomically (temporary folder, then rename)."""
         out = Path(out_dir)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = temp_sibling(out)
         if self.family == "open_clip":
             from open_clip.push_to_hf_hub import save_config_for_hf
             from safetensors.torch import save_file
@@ -171,7 +197,7 @@ class Clip(nn.Module):
             self.inner.save_pretrained(tmp, safe_serialization=True)
             self._tokenizer.save_pretrained(tmp)
             self._image_processor.save_pretrained(tmp)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
         return out
 
     inner_config: dict[str, Any] | None = None  # open_clip: the architecture's config
@@ -193,16 +219,6 @@ def _side(size: Any) -> int:
 def _pooled(out: Any) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; older ones a tensor."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
 
 
 # ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from finevl.data.files import replace_dir, temp_sibling
 from finevl.data.jsonio import StreamedJson, dumps, write_json_atomic
 from finevl.data.shards import ShardSet, write_sizes
 from finevl.errors import FinevlError
@@ -135,20 +136,9 @@ def _prepare(out: Path, overwrite: bool) -> Path:
         raise FinevlError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FinevlError(f"{out}: folder is not empty; pass --overwrite to replace it")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
+    tmp = temp_sibling(out)
+    (tmp / "images").mkdir()
     return tmp
-
-
-def _commit(tmp: Path, out: Path) -> None:
-    if out.exists():
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash)
-    else:
-        tmp.rename(out)
 
 
 def generate_world(
@@ -187,7 +177,7 @@ def generate_world(
         )
         summary = {"name": "FineShapes", "version": WORLD_VERSION, "config": asdict(config), "counts": counts}
         write_json_atomic(tmp / "world.json", summary)
-        _commit(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,2 @@
+"""Applications of the models: zero-shot classification, retrieval and search, moderation,
+retrieval-based captioning; later editing."""

@@ -1,0 +1,50 @@
+"""Image-text retrieval evaluation and retrieval-based captioning."""
+
+from __future__ import annotations
+
+import torch
+
+from finevl.data.imagetext import ImageTextSet
+from finevl.errors import FinevlError
+from finevl.metrics.retrieval import retrieval_recall
+from finevl.models.clip import Clip
+
+
+def evaluation_texts(data: ImageTextSet, captions: str) -> tuple[list[str], torch.Tensor]:
+    """The texts of a retrieval benchmark and the image each describes: the fine caption
+    of each image (`fine`), or all its references (`refs`)."""
+    if captions == "fine":
+        if any(f is None for f in data.fine):
+            raise FinevlError("--captions fine needs fine captions (finecap.json) for every image")
+        return [f.caption for f in data.fine], torch.arange(len(data))  # type: ignore[union-attr]
+    if captions == "refs":
+        texts = [t for refs in data.refs for t in refs]
+        owners = torch.tensor([k for k, refs in enumerate(data.refs) for _ in refs])
+        if not texts:
+            raise FinevlError("no reference captions to retrieve")
+        return texts, owners
+    raise FinevlError(f"--captions must be 'fine' or 'refs', not {captions!r}")
+
+
+def retrieval_eval(clip: Clip, data: ImageTextSet, captions: str = "fine") -> dict[str, float]:
+    """CLIP_benchmark retrieval recall@1/5/10 both ways on an in-memory set."""
+    texts, owners = evaluation_texts(data, captions)
+    return retrieval_recall(clip.embed_pixels(data.images), clip.embed_texts(texts), owners)
+
+
+def caption_by_retrieval(
+    image_features: torch.Tensor, pool_features: torch.Tensor, pool: list[str]
+) -> list[str]:
+    """Caption each image with the pool caption most similar to it (unit features)."""
+    if not pool:
+        raise FinevlError("the caption pool is empty")
+    return [pool[j] for j in (image_features @ pool_features.T).argmax(dim=1).tolist()]
+
+
+def caption_pool(data: ImageTextSet, kind: str = "all") -> list[str]:
+    """Distinct candidate captions of a set: fine captions, references, or both."""
+    fine = [f.caption for f in data.fine if f is not None] if kind in ("fine", "all") else []
+    refs = [t for r in data.refs for t in r] if kind in ("refs", "all") else []
+    if kind not in ("fine", "refs", "all"):
+        raise FinevlError(f"--pool-captions must be 'fine', 'refs' or 'all', not {kind!r}")
+    return list(dict.fromkeys(fine + refs))

@@ -1,0 +1,1 @@
+"""Training loops: contrastive CLIP; later MLE and SCST captioning, grammar head, STIC, regions."""
