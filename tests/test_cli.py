@@ -71,7 +71,7 @@ def test_generate_show_check_tokenizer(capsys, monkeypatch, tmp_path):
     code, out, _ = run(["data", "tokenizer", str(w), "--out", str(tmp_path / "tok")], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["vocab_size"] > 50
     code, _, err = run(["world", "generate", "--out", str(w), "--n", "3"], capsys, monkeypatch)
-    assert_one_line_error(code, err, "not empty", "--overwrite")
+    assert_one_line_error(code, err, "holds a world", "--overwrite")
     code, _, err = run(["world", "show", str(w), "--split", "holdout"], capsys, monkeypatch)
     assert_one_line_error(code, err, "splits.json", "holdout")
 
@@ -131,3 +131,20 @@ def test_empty_and_overlong_captions(world_copy, tmp_path, capsys, monkeypatch):
 def test_show_refuses_a_folder_that_is_not_a_world(tmp_path, capsys, monkeypatch):
     code, _, err = run(["world", "show", str(tmp_path)], capsys, monkeypatch)
     assert_one_line_error(code, err, "not a generated world")
+
+
+def test_os_errors_are_one_line(world, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(
+        ["world", "show", str(world), "--out", str(tmp_path / "file" / "g.html")], capsys, monkeypatch
+    )
+    assert_one_line_error(code, err, "file")
+
+
+def test_gallery_refuses_an_image_of_the_wrong_size(world_copy, capsys, monkeypatch):
+    from PIL import Image
+
+    victim = sorted((world_copy / "images").iterdir())[0]
+    Image.new("RGB", (10, 10)).save(victim)
+    code, _, err = run(["world", "show", str(world_copy)], capsys, monkeypatch)
+    assert_one_line_error(code, err, victim.name, "10x10")

@@ -275,9 +275,10 @@ def main() -> None:
     except FinevlError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    except OSError as e:  # unwritable folder, full disk, ...: the user's to fix, said in one line
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: {where}{e.strerror or e}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,9 @@ def test_unknown_words_are_reported_and_facts_can_be_false():
     wrong_size = next(s for s in ("small", "medium", "large") if s != obj.size)
     assert not fact_holds(Fact("size", obj.ref, wrong_size), scene)
     assert not fact_holds(Fact("count", value=str(len(scene.objects) + 1)), scene)
+
+
+def test_modifiers_do_not_leak_across_plurals_and_count_nouns():
+    facts = {str(f) for f in parse_caption("two red stars and a box on snow").facts}
+    assert facts == {"object: red star", "object: square", "background: snow"}
+    assert {str(f) for f in parse_caption("a red thing and a star").facts} == {"object: star"}

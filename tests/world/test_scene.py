@@ -74,3 +74,26 @@ def test_references_are_unique_within_a_scene(scenes):
     for s in scenes:
         refs = [o.ref for o in s.objects]
         assert len(refs) == len(set(refs))
+
+
+def test_every_stated_pattern_is_visible_even_at_48_px():
+    from finevl.world.scene import _legible
+    from finevl.world.shapes import shape_mask
+
+    for size in (48, 64):
+        for seed in range(300):
+            s = sample_scene(random.Random(seed), size)
+            for o, painted in zip(s.objects, s.painted, strict=True):
+                assert _legible(o.pattern, shape_mask(o.shape, o.cx, o.cy, o.radius, size), painted, size)
+
+
+def test_scene_record_rebuilds_every_relation():
+    from finevl.world.annotate import scene_record
+    from finevl.world.facts import scene_facts, scene_from_record
+
+    for seed in range(300):
+        s = sample_scene(random.Random(seed), 96)
+        r = scene_from_record(scene_record(s))
+        assert scene_facts(r) == scene_facts(s)
+        n = len(s.objects)
+        assert all(s.relations(i, j) == r.relations(i, j) for i in range(n) for j in range(n) if i != j)

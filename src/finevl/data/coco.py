@@ -87,26 +87,28 @@ def decode_segmentation(
 ) -> np.ndarray:
     """A COCO segmentation (RLE, uncompressed RLE or polygons) to a boolean (H, W) mask.
 
-    A mask whose size differs from its image's is a `FinevlError` naming `where`.
+    A mask whose size differs from its image's, or that does not decode, is a
+    `FinevlError` naming `where`.
     """
-    if isinstance(seg, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    else:
+    if isinstance(seg, dict):
         size = seg.get("size")
         if not (isinstance(size, list) and len(size) == 2):
             raise FinevlError(f"{where}: segmentation has no [height, width] size")
         if list(size) != [height, width]:
             raise FinevlError(f"{where}: mask is {size[0]}x{size[1]} but its image is {height}x{width}")
         counts = seg.get("counts")
-        rle = (
-            mask_utils.frPyObjects(seg, height, width)
-            if isinstance(counts, list)
-            else {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        )
+        if isinstance(counts, list) and sum(counts) != height * width:
+            raise FinevlError(f"{where}: RLE counts cover {sum(counts)} pixels, not {height * width}")
     try:
+        if isinstance(seg, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        elif isinstance(seg["counts"], list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
         return mask_utils.decode(rle).astype(bool)
-    except Exception as e:  # pycocotools raises bare Exceptions on bad counts
-        raise FinevlError(f"{where}: undecodable segmentation ({e})") from None
+    except Exception as e:  # pycocotools raises bare Exceptions on bad input
+        raise FinevlError(f"{where}: undecodable segmentation ({type(e).__name__}: {e})") from None
 
 
 class CocoCaptions:

@@ -23,6 +23,7 @@ class FinecapRecord(BaseModel):
     caption: str = Field(min_length=1)
     facts: dict[str, list[str]]
     phrases: dict[str, list[str]]
+    scene: dict[str, Any] | None = None  # FineShapes: geometry to judge any fact later
 
 
 class RegionRecord(BaseModel):

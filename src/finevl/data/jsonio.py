@@ -50,16 +50,20 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: never half a file."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to a temporary file beside `path`, then rename: never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
     os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
+    """Write JSON atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
 class StreamedJson:
@@ -67,10 +71,11 @@ class StreamedJson:
 
     Each section spools to its own temporary file (one item per line); `close` joins them.
 
-    >>> import tempfile; d = tempfile.mkdtemp()
-    >>> w = StreamedJson(f"{d}/x.json", {"info": {}}, ["images"])
-    >>> w.add("images", {"id": 1}); w.close()
-    >>> read_json(f"{d}/x.json")["images"]
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     w = StreamedJson(f"{d}/x.json", {"info": {}}, ["images"])
+    ...     w.add("images", {"id": 1}); w.close()
+    ...     read_json(f"{d}/x.json")["images"]
     [{'id': 1}]
     """
 

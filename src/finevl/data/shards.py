@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,13 @@ def iter_shards(spec: str | Path, loader: ImageLoader | None = None) -> Iterator
 
     loader = loader or ImageLoader()
     for url in shard_urls(spec):
-        for sample in wds.WebDataset(url, shardshuffle=False):
+        yield from _samples(wds.WebDataset(url, shardshuffle=False), url, loader)
+
+
+def _samples(dataset: Any, url: str, loader: ImageLoader) -> Iterator[dict[str, Any]]:
+    """Decode one shard's samples; a damaged tar or JSON member is an error naming it."""
+    try:
+        for sample in dataset:
             key = sample["__key__"]
             blob = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
             if blob is None:
@@ -86,3 +93,5 @@ def iter_shards(spec: str | Path, loader: ImageLoader | None = None) -> Iterator
                 "text": sample.get("txt", b"").decode("utf-8"),
                 "json": json.loads(sample["json"]) if "json" in sample else {},
             }
+    except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        raise FinevlError(f"{url}: damaged shard ({type(e).__name__}: {e})") from None

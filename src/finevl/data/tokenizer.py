@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
@@ -20,6 +21,12 @@ def train_word_tokenizer(texts: Iterable[str], out_dir: str | Path, max_length: 
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FinevlError(f"{out_dir}: exists and is not a folder")
+    if max_length < 8:
+        raise FinevlError(f"--max-length must be at least 8, not {max_length}")
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -41,7 +48,9 @@ def train_word_tokenizer(texts: Iterable[str], out_dir: str | Path, max_length: 
         additional_special_tokens=["<image>"],
         model_max_length=max_length,
     )
-    fast.save_pretrained(str(out_dir))
+    tmp = temp_sibling(out_dir)
+    fast.save_pretrained(str(tmp))
+    replace_dir(tmp, out_dir)
     return fast
 
 

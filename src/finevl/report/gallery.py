@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from finevl.data.coco import CocoCaptions, CocoInstances
 from finevl.data.formats import read_finecap
 from finevl.data.images import load_image
-from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.data.jsonio import read_json, write_text_atomic
 from finevl.errors import FinevlError
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
@@ -73,6 +73,11 @@ def write_gallery(
     for image_id in _selected(world, instances, split, limit):
         info = instances.images[image_id]
         image = load_image(world / "images" / info.file_name)
+        if image.size != (info.width, info.height):
+            raise FinevlError(
+                f"{info.file_name}: is {image.width}x{image.height} but instances.json says "
+                f"{info.width}x{info.height}"
+            )
         anns = instances.annotations.get(image_id, [])
         masks = [instances.mask(a) for a in anns]
         cards.append(
@@ -101,10 +106,5 @@ def write_gallery(
     html = env.get_template("gallery.html").render(
         world=str(world), cards=cards, summary=read_json(world / "world.json")
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
-    result = {"gallery": str(out), "images": len(cards)}
-    write_json_atomic(out.with_suffix(".json"), result)
-    return result
+    write_text_atomic(out, html)
+    return {"gallery": str(out), "images": len(cards)}

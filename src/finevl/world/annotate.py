@@ -44,6 +44,27 @@ def finecap_phrases(scene: Scene) -> dict[str, list[str]]:
     }
 
 
+def scene_record(scene: Scene) -> dict[str, Any]:
+    """The scene's geometry, enough to decide any fact later (`facts.scene_from_record`)."""
+    return {
+        "size": scene.size,
+        "background": scene.background,
+        "text": scene.text,
+        "objects": [
+            {
+                "shape": o.shape,
+                "color": o.color,
+                "size": o.size,
+                "pattern": o.pattern,
+                "center": [round(o.cx, 3), round(o.cy, 3)],
+                "radius": round(o.radius, 3),
+            }
+            for o in scene.objects
+        ],
+        "occludes": sorted([list(p) for p in scene.occludes]),
+    }
+
+
 def annotate(scene: Scene, rng: random.Random, image_id: int) -> dict[str, Any]:
     """Every record the world writes for one image, keyed by output file."""
     name = file_name(image_id)
@@ -106,6 +127,7 @@ def annotate(scene: Scene, rng: random.Random, image_id: int) -> dict[str, Any]:
             "caption": fine_caption(scene),
             "facts": by_criterion(scene_facts(scene)),
             "phrases": finecap_phrases(scene),
+            "scene": scene_record(scene),
         },
         "regions": regions,
         "vqa": vqa,

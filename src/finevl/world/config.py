@@ -29,7 +29,7 @@ class WorldConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.n >= 1, f"--n must be at least 1, not {self.n}"),
-            (32 <= self.size <= 1024, f"--size must be between 32 and 1024, not {self.size}"),
+            (48 <= self.size <= 1024, f"--size must be between 48 and 1024, not {self.size}"),
             (self.shards >= 0, f"--shards must be 0 or more, not {self.shards}"),
             (1 <= self.max_objects <= 4, f"--max-objects must be 1 to 4, not {self.max_objects}"),
             (0 <= self.overlap_prob <= 1 and 0 <= self.text_prob <= 1, "probabilities must lie in [0, 1]"),

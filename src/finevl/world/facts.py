@@ -7,9 +7,9 @@ states; `fact_holds` decides whether any fact, however partial, is true of a sce
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from finevl.world.scene import Scene
+from finevl.world.scene import Scene, SceneObject
 
 CRITERIA = ("background", "object", "relation", "text")
 _CRITERION = {
@@ -103,3 +103,22 @@ def fact_holds(fact: Fact, scene: Scene) -> bool:
         others = _matches(scene, fact.other)
         return any(fact.value in scene.relations(i, j) for i in subjects for j in others if i != j)
     raise ValueError(f"unknown fact kind {fact.kind!r}")
+
+
+def scene_from_record(record: dict[str, Any]) -> Scene:
+    """Rebuild a scene's facts from its stored `scene` record (finecap.json), so fact
+    precision of any caption can be judged from the files alone (no masks needed)."""
+    objects = [
+        SceneObject(
+            o["shape"], o["color"], o["size"], o["pattern"], o["center"][0], o["center"][1], o["radius"]
+        )
+        for o in record["objects"]
+    ]
+    return Scene(
+        size=record["size"],
+        background=record["background"],
+        objects=objects,
+        depth=list(range(len(objects))),
+        text=record.get("text"),
+        occludes=frozenset((i, j) for i, j in record.get("occludes", [])),
+    )

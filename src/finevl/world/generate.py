@@ -12,6 +12,7 @@ import io
 import multiprocessing as mp
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +44,7 @@ def split_of(config: WorldConfig) -> np.ndarray:
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of an RGB array (fast zlib level: as small as level 6 on these images)."""
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
@@ -71,9 +73,14 @@ def _results(
         for job in jobs:
             yield from _chunk(job)
         return
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
         for chunk in pool.imap(_chunk, jobs):
             yield from chunk
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which cleans up once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Writers:
@@ -134,8 +141,11 @@ class _Writers:
 def _prepare(out: Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise FinevlError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FinevlError(f"{out}: folder is not empty; pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()):
+        if not (out / "world.json").is_file():
+            raise FinevlError(f"{out}: folder is not empty and holds no world; choose another --out")
+        if not overwrite:
+            raise FinevlError(f"{out}: folder holds a world; pass --overwrite to replace it")
     tmp = temp_sibling(out)
     (tmp / "images").mkdir()
     return tmp
@@ -151,18 +161,20 @@ def generate_world(
 ) -> dict[str, Any]:
     """Generate FineShapes into `out`; returns the summary also written to `world.json`.
 
-    >>> import tempfile; d = tempfile.mkdtemp()
-    >>> generate_world(WorldConfig(n=4, size=64), f"{d}/w", workers=1)["counts"]["images"]
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     generate_world(WorldConfig(n=4, size=64), f"{d}/w", workers=1)["counts"]["images"]
     4
     """
-    out = Path(out)
+    out = Path(out).resolve()
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     tmp = _prepare(out, overwrite)
+    results = _results(config, tmp / "images", workers)
     try:
         split = split_of(config)
         writers = _Writers(tmp, config, split)
         counts = {"images": 0, "instances": 0, "captions": 0, "vqa": 0}
-        for records, png in _results(config, tmp / "images", workers):
+        for records, png in results:
             image_id = records["image"]["id"]
             writers.add(records, png, int(split[image_id]))
             counts["images"] += 1
@@ -179,6 +191,7 @@ def generate_world(
         write_json_atomic(tmp / "world.json", summary)
         replace_dir(tmp, out)
     except BaseException:
+        results.close()  # stop the workers before their folder goes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**summary, "path": str(out)}

@@ -44,9 +44,9 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, str]]:
                 if key in table and table[key] != (kind, value):
                     raise AssertionError(f"ambiguous phrase {phrase!r}")
                 table[key] = (kind, value)
-    for shape in vocab.SHAPES.values():
-        for noun in (n for n in shape if " " not in n):  # plurals: "two stars"
-            table.setdefault((noun + ("es" if noun.endswith(("ss", "x")) else "s"),), ("shape", "?"))
+    for shape, nouns in vocab.SHAPES.items():
+        for noun in (n for n in nouns if " " not in n):  # plurals: "two red stars"
+            table.setdefault((noun + ("es" if noun.endswith(("s", "x")) else "s"),), ("shape", shape))
     table[("with", "stripes")] = ("post_pattern", "striped")
     table[("with", "dots")] = ("post_pattern", "dotted")
     for n, word in enumerate(vocab.NUMBERS):
@@ -121,13 +121,15 @@ def _noun_phrases(items: list[tuple[str, str]], out: ParsedCaption) -> list[obje
     for k, (kind, value) in enumerate(items):
         if kind in ("color", "size", "pattern"):
             mods[kind] = value
-        elif kind == "shape" and value != "?":
+        elif kind == "shape":
             seq.append(_NounPhrase(value, **mods))
             mods = {}
         elif kind == "post_pattern" and seq and isinstance(seq[-1], _NounPhrase):
             seq[-1].pattern = value
         elif kind == "number" and k + 1 < len(items) and items[k + 1][0] == "count_noun":
             out.facts.add(Fact("count", value=value))
+        elif kind == "count_noun":
+            mods = {}  # "a red thing next to a star": the colour is the thing's, not the star's
         elif kind == "background":
             out.facts.add(Fact("background", value=value))
         elif kind == "text":

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from finevl.world import vocab
-from finevl.world.shapes import painted_mask
+from finevl.world.shapes import accent_grids, painted_mask, shape_mask
 
 MIN_VISIBLE = 0.5  # share of an object's own pixels that stay visible
 MIN_OCCLUSION = 0.04  # an overlap smaller than this share of the smaller object is a touch
@@ -153,6 +153,39 @@ def _visible(painted: list[np.ndarray], depth: list[int], size: int) -> list[np.
     return visible
 
 
+def _legible(pattern: str, full: np.ndarray, painted: np.ndarray, size: int) -> bool:
+    """Whether a pattern shows at this object's pixel size: a real hole, real stripes/dots."""
+    area = int(painted.sum())
+    if pattern == "outlined":
+        return int(full.sum()) - area >= max(4, 0.1 * full.sum())
+    if pattern in ("striped", "dotted"):
+        accent = int((painted & accent_grids(size)[pattern]).sum())
+        return (
+            accent >= max(3, (0.2 if pattern == "striped" else 0.05) * area) and area - accent >= 0.2 * area
+        )
+    return True
+
+
+def _paint(
+    rng: random.Random, objs: list[SceneObject], size: int
+) -> tuple[list[SceneObject], list[np.ndarray]]:
+    """Each object's painted pixels; a pattern too small to see at its size is redrawn
+    (from the patterns that do show, solid last), so a stated pattern is always visible."""
+    out, painted = [], []
+    for obj in objs:
+        full = shape_mask(obj.shape, obj.cx, obj.cy, obj.radius, size)
+        choices = [obj.pattern] + rng.sample(
+            [p for p in vocab.PATTERNS if p not in (obj.pattern, "solid")], 2
+        )
+        for pattern in [*choices, "solid"]:
+            mask = painted_mask(obj.shape, obj.cx, obj.cy, obj.radius, size, pattern == "outlined")
+            if _legible(pattern, full, mask, size):
+                break
+        out.append(replace(obj, pattern=pattern))
+        painted.append(mask)
+    return out, painted
+
+
 def _add_text(rng: random.Random, scene: Scene) -> None:
     text = rng.choice(vocab.TEXTS)
     size = scene.size
@@ -199,10 +232,7 @@ def sample_scene(
             continue
         depth = list(range(len(objs)))
         rng.shuffle(depth)
-        hollow = [o.pattern == "outlined" for o in objs]
-        painted = [
-            painted_mask(o.shape, o.cx, o.cy, o.radius, size, h) for o, h in zip(objs, hollow, strict=True)
-        ]
+        objs, painted = _paint(rng, objs, size)
         occ = _occlusion(painted, depth)
         if occ is None or (overlap and not occ):
             continue

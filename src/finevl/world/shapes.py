@@ -87,7 +87,7 @@ def painted_mask(shape: str, cx: float, cy: float, radius: float, size: int, hol
     full = shape_mask(shape, cx, cy, radius, size)
     if not hollow:
         return full
-    return full & ~erode(full, max(2, round(0.22 * radius)))
+    return full & ~erode(full, max(1, round(0.22 * radius)))
 
 
 @lru_cache(maxsize=8)

@@ -1,7 +1,8 @@
 """The FineShapes vocabulary: every attribute value and the words used for it.
 
-The first word of each synonym list is canonical: the fine caption, region descriptions and
-VQA answers use it; coarse references draw from the whole list, as people vary their words.
+The first word of each synonym list is canonical: the fine caption and region descriptions
+use it; coarse references draw from the whole list, as people vary their words. VQA answers
+are the value keys themselves ("night", "circle"), single words.
 The parser (`grammar.py`) reads every word listed here back, so a word may stand for one
 thing only.
 """

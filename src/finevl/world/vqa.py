@@ -38,13 +38,12 @@ def _count(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
     kind = rng.randrange(3)
     if kind == 0:
         return [("How many shapes are there?", str(len(scene.objects)))]
+    present = rng.random() < 0.5  # half the time ask about something in the image, so 0 is no default
     if kind == 1:
-        color = rng.choice(list(vocab.COLORS))
-        n = sum(o.color == color for o in scene.objects)
-        return [(f"How many {color} shapes are there?", str(n))]
-    shape = rng.choice(list(vocab.SHAPES))
-    n = sum(o.shape == shape for o in scene.objects)
-    return [(f"How many {plural(shape)} are there?", str(n))]
+        color = rng.choice([o.color for o in scene.objects] if present else list(vocab.COLORS))
+        return [(f"How many {color} shapes are there?", str(sum(o.color == color for o in scene.objects)))]
+    shape = rng.choice([o.shape for o in scene.objects] if present else list(vocab.SHAPES))
+    return [(f"How many {plural(shape)} are there?", str(sum(o.shape == shape for o in scene.objects)))]
 
 
 def _relation(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
@@ -53,11 +52,15 @@ def _relation(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
     i, j = rng.sample(range(len(scene.objects)), 2)
     a, b = scene.objects[i].ref, scene.objects[j].ref
     true_rels = scene.relations(i, j)
-    spatial = true_rels[0]
-    wrong = rng.choice([r for r in _DIRECTION if r not in true_rels])
+    asked = rng.choice(true_rels)
+    # The false twin is of the same kind: another direction, or the inverse occlusion.
+    if asked in _DIRECTION:
+        wrong = rng.choice([r for r in _DIRECTION if r not in true_rels])
+    else:
+        wrong = vocab.INVERSE_RELATION[asked]
     return [
-        (f"Where is the {a} relative to the {b}?", _DIRECTION[spatial]),
-        _yes_no(rng, f"Is the {a} {rng.choice(true_rels)} the {b}?", f"Is the {a} {wrong} the {b}?"),
+        (f"Where is the {a} relative to the {b}?", _DIRECTION[true_rels[0]]),
+        _yes_no(rng, f"Is the {a} {asked} the {b}?", f"Is the {a} {wrong} the {b}?"),
     ]
 
 
@@ -73,10 +76,10 @@ def _background(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
 
 
 def _text(rng: random.Random, scene: Scene) -> list[tuple[str, str]]:
-    asks = [("Is there any text in the image?", "yes" if scene.text else "no")]
     if scene.text:
-        asks.append(("What is written in the image?", scene.text))
-    return asks
+        return [("Is there any text in the image?", "yes"), ("What is written in the image?", scene.text)]
+    # About a fifth of scenes have text: asking a quarter of the others keeps yes/no even.
+    return [("Is there any text in the image?", "no")] if rng.random() < 0.25 else []
 
 
 def vqa_pairs(rng: random.Random, scene: Scene) -> list[tuple[str, str, str]]:
