@@ -268,6 +268,32 @@ def clip_caption(
     _emit({"predictions": str(out), "images": len(preds), "pool": len(texts)})
 
 
+@app.command("score")
+def score(
+    model: ModelOpt,
+    pairs: Annotated[
+        Path, typer.Argument(help="JSON/JSONL rows {image, caption, refs?} or CSV image,caption,refs.")
+    ],
+    weights: WeightsOpt = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Prepended to candidates (Hessel et al.).")
+    ] = "A photo depicts ",
+    on_bad_image: OnBad = "error",
+    out: OutOpt = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write per-item scores as CSV.")] = None,
+) -> None:
+    """CLIP-S (2.5 * max(cos, 0)) and RefCLIP-S per image-caption pair, and their means."""
+    from finevl.apps.score import read_score_input, score_rows, write_items_csv
+    from finevl.data.images import ImageLoader
+    from finevl.models.clip import load_clip
+
+    rows = read_score_input(pairs)
+    result = score_rows(load_clip(model, weights), rows, prefix, ImageLoader(on_bad_image))  # type: ignore[arg-type]
+    if csv_out is not None:
+        write_items_csv(csv_out, result["items"])
+    _write({"dataset": str(pairs), "model": model, "task": "clip_score", **result}, out)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and a non-zero exit."""
     try:

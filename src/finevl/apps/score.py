@@ -1,0 +1,105 @@
+"""`finevl score`: CLIP-S and RefCLIP-S of image-caption pairs from JSON, JSONL or CSV, with
+each distinct image and reference embedded once (caches), per-item and mean out."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finevl.data.images import ImageLoader
+from finevl.data.jsonio import iter_jsonl, read_json
+from finevl.errors import FinevlError
+from finevl.metrics.clipscore import W, best_reference_cosine, clip_s, refclip_s
+from finevl.models.clip import Clip
+
+PREFIX = "A photo depicts "  # Hessel et al. prefix candidates with it
+
+
+def read_score_input(path: str | Path) -> list[dict[str, Any]]:
+    """Rows `{"image", "caption", "refs"?}`: a JSON list, JSONL, or CSV with columns image,
+    caption and optional refs (separated by '|'). Image paths are relative to the file."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        if not path.is_file():
+            raise FinevlError(f"{path}: file not found")
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [dict(r) for r in csv.DictReader(f)]
+        for r in rows:
+            r["refs"] = [t for t in (r.get("refs") or "").split("|") if t.strip()]
+    elif path.suffix == ".jsonl":
+        rows = [r for _, r in iter_jsonl(path)]
+    else:
+        rows = read_json(path)
+    if not isinstance(rows, list) or not rows:
+        raise FinevlError(f"{path}: no rows to score")
+    for k, r in enumerate(rows):
+        if (
+            not isinstance(r, dict)
+            or not isinstance(r.get("image"), str)
+            or not isinstance(r.get("caption"), str)
+        ):
+            raise FinevlError(f"{path}: row {k}: needs 'image' and 'caption' strings")
+        r["image"] = str(path.parent / r["image"]) if not Path(r["image"]).is_absolute() else r["image"]
+    return rows
+
+
+def score_rows(
+    clip: Clip,
+    rows: list[dict[str, Any]],
+    prefix: str = PREFIX,
+    loader: ImageLoader | None = None,
+    w: float = W,
+) -> dict[str, Any]:
+    """Per-row CLIP-S (and RefCLIP-S where a row has refs) and their means."""
+    loader = loader or ImageLoader()
+    paths = list(dict.fromkeys(r["image"] for r in rows))
+    images = {p: loader(p) for p in paths}
+    good = [p for p in paths if images[p] is not None]
+    kept = [r for r in rows if images[r["image"]] is not None]
+    if not kept:
+        raise FinevlError("no readable images to score")
+    image_emb = dict(zip(good, clip.embed_images([images[p] for p in good]), strict=True))
+    cand = clip.embed_texts([prefix + r["caption"] for r in kept])
+    scores = clip_s(torch.stack([image_emb[r["image"]] for r in kept]), cand, w)
+    items = [
+        {"image": r["image"], "caption": r["caption"], "CLIP-S": s}
+        for r, s in zip(kept, scores.tolist(), strict=True)
+    ]
+    ref_texts = list(dict.fromkeys(t for r in kept for t in r.get("refs") or []))
+    if ref_texts:
+        ref_emb = dict(zip(ref_texts, clip.embed_texts(ref_texts), strict=True))
+        with_refs = [k for k, r in enumerate(kept) if r.get("refs")]
+        refs = [torch.stack([ref_emb[t] for t in kept[k]["refs"]]) for k in with_refs]
+        cos = best_reference_cosine(cand[with_refs], refs)
+        for name, variant in (("RefCLIP-S", "hessel"), ("RefCLIP-S-j", "j")):
+            for k, v in zip(with_refs, refclip_s(scores[with_refs], cos, w, variant).tolist(), strict=True):
+                items[k][name] = v
+    means = {
+        m: sum(i[m] for i in items if m in i) / max(1, sum(m in i for i in items))
+        for m in ("CLIP-S", "RefCLIP-S", "RefCLIP-S-j")
+        if any(m in i for i in items)
+    }
+    return {
+        "metrics": means,
+        "items": items,
+        "skipped_images": len(loader.skipped),
+        "unique_images": len(good),
+        "unique_refs": len(ref_texts),
+    }
+
+
+def write_items_csv(path: str | Path, items: list[dict[str, Any]]) -> None:
+    """Per-item scores as CSV (atomic)."""
+    import io
+
+    from finevl.data.jsonio import write_text_atomic
+
+    columns = list(dict.fromkeys(k for item in items for k in item))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(items)
+    write_text_atomic(path, buf.getvalue())

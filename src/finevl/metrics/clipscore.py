@@ -1,0 +1,69 @@
+"""CLIP-S and RefCLIP-S (Hessel et al., 2021), from unit embeddings.
+
+CLIP-S(c, v) = w * max(cos(c, v), 0) with w = 2.5. RefCLIP-S is the harmonic mean of CLIP-S
+and the best reference similarity max_r cos(c, r) (Hessel's raw cosine; seed 000's variant,
+`RefCLIP-S-j`, uses w * max(cos, 0) on the reference side too). torchmetrics' `CLIPScore`
+reports 100 * max(cos, 0) of the batch mean; compare per pair: ours = 2.5 / 100 * theirs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+W = 2.5
+
+
+def clip_s(image_features: torch.Tensor, text_features: torch.Tensor, w: float = W) -> torch.Tensor:
+    """Per-pair CLIP-S of row-aligned unit (N, D) image and text features.
+
+    >>> clip_s(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.6, 0.8], [-1.0, 0.0]]))
+    tensor([1.5000, 0.0000])
+    """
+    return w * (image_features * text_features).sum(-1).clamp(min=0)
+
+
+def best_reference_cosine(text_features: torch.Tensor, refs: list[torch.Tensor]) -> torch.Tensor:
+    """max over each candidate's own references of cos(candidate, reference): (N,)."""
+    return torch.stack([(r @ t).max() for t, r in zip(text_features, refs, strict=True)])
+
+
+def refclip_s(
+    clip_scores: torch.Tensor, ref_cosine: torch.Tensor, w: float = W, variant: str = "hessel"
+) -> torch.Tensor:
+    """Harmonic mean of CLIP-S and the reference side (raw cosine, or w*max(cos,0) for 'j')."""
+    ref = w * ref_cosine.clamp(min=0) if variant == "j" else ref_cosine.clamp(min=0)
+    total = clip_scores + ref
+    return torch.where(total > 0, 2 * clip_scores * ref / total.clamp(min=1e-12), torch.zeros_like(total))
+
+
+class ClipScore:
+    """Accumulates per-pair CLIP-S (and RefCLIP-S when references are given); `compute`
+    gives the means. `higher_is_better`."""
+
+    higher_is_better = True
+
+    def __init__(self, w: float = W) -> None:
+        self.w = w
+        self.scores: list[torch.Tensor] = []
+        self.ref_scores: list[torch.Tensor] = []
+        self.ref_scores_j: list[torch.Tensor] = []
+
+    def update(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        refs: list[torch.Tensor] | None = None,
+    ) -> None:
+        s = clip_s(image_features, text_features, self.w)
+        self.scores.append(s)
+        if refs is not None:
+            cos = best_reference_cosine(text_features, refs)
+            self.ref_scores.append(refclip_s(s, cos, self.w))
+            self.ref_scores_j.append(refclip_s(s, cos, self.w, variant="j"))
+
+    def compute(self) -> dict[str, float]:
+        out = {"CLIP-S": torch.cat(self.scores).mean().item()}
+        if self.ref_scores:
+            out["RefCLIP-S"] = torch.cat(self.ref_scores).mean().item()
+            out["RefCLIP-S-j"] = torch.cat(self.ref_scores_j).mean().item()
+        return out

@@ -1,0 +1,87 @@
+"""CLIP-S agrees with torchmetrics' CLIPScore (the external oracle) on the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from finevl.apps.score import score_rows
+from finevl.metrics.clipscore import ClipScore, clip_s, refclip_s
+from finevl.models.clip import load_clip
+
+
+class _Projected(torch.nn.Module):
+    """What torchmetrics expects of a CLIPModel: `config` and tensors from get_*_features."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m, self.config = model, model.config
+
+    def get_image_features(self, *a, **kw):
+        out = self.m.get_image_features(*a, **kw)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+    def get_text_features(self, *a, **kw):
+        out = self.m.get_text_features(*a, **kw)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+
+@pytest.fixture(scope="module")
+def hf_clip():
+    torch.manual_seed(0)
+    clip = load_clip("hf-tiny-vit")
+    # An untrained model's cosines sit just below 0 at this seed, where max(cos, 0) would
+    # hide everything; flipping the text projection makes them positive, so values compare.
+    with torch.no_grad():
+        clip.inner.text_projection.weight.neg_()
+    return clip
+
+
+def test_clip_s_matches_torchmetrics_per_pair(hf_clip, tmp_path):
+    from torchmetrics.multimodal.clip_score import CLIPScore
+    from transformers import CLIPProcessor
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(6):
+        path = tmp_path / f"{k}.png"
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        rows += [{"image": str(path), "caption": c} for c in ("a red star on snow", f"{k} blue circles")]
+    ours = score_rows(hf_clip, rows, prefix="")["items"]
+    processor = CLIPProcessor(image_processor=hf_clip._image_processor, tokenizer=hf_clip._tokenizer)
+    compared = 0
+    for row, item in zip(rows, ours, strict=True):
+        metric = CLIPScore(model_name_or_path=lambda: (_Projected(hf_clip.inner), processor))
+        image = torch.from_numpy(np.array(Image.open(row["image"]).convert("RGB"))).permute(2, 0, 1)
+        metric.update(image, row["caption"])
+        theirs = metric.compute().item()
+        assert item["CLIP-S"] == pytest.approx(2.5 / 100 * theirs, abs=1e-4)
+        compared += theirs > 0
+    assert compared >= 8  # the clamp at 0 is not all that was compared
+
+
+def test_refclip_s_is_the_harmonic_mean():
+    s = torch.tensor([1.0, 0.0, 2.0])
+    cos = torch.tensor([0.5, 0.9, -0.2])
+    assert torch.allclose(refclip_s(s, cos), torch.tensor([2 * 1.0 * 0.5 / 1.5, 0.0, 0.0]))
+    assert torch.allclose(refclip_s(s, cos, variant="j"), torch.tensor([2 * 1.25 / 2.25, 0.0, 0.0]))
+
+
+def test_metric_accumulates_like_the_functional_form():
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=-1)
+    m = ClipScore()
+    m.update(img[:3], txt[:3])
+    m.update(img[3:], txt[3:])
+    assert m.compute()["CLIP-S"] == pytest.approx(clip_s(img, txt).mean().item())
+
+
+def test_score_caches_repeated_images_and_references(hf_clip, tmp_path):
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / "a.png")
+    rows = [{"image": str(tmp_path / "a.png"), "caption": c, "refs": ["a red square", "red"]} for c in ("x", "y", "z")]
+    out = score_rows(hf_clip, rows)
+    assert out["unique_images"] == 1 and out["unique_refs"] == 2
+    assert set(out["metrics"]) == {"CLIP-S", "RefCLIP-S", "RefCLIP-S-j"}
