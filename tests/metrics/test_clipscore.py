@@ -81,7 +81,10 @@ def test_metric_accumulates_like_the_functional_form():
 
 def test_score_caches_repeated_images_and_references(hf_clip, tmp_path):
     Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / "a.png")
-    rows = [{"image": str(tmp_path / "a.png"), "caption": c, "refs": ["a red square", "red"]} for c in ("x", "y", "z")]
+    rows = [
+        {"image": str(tmp_path / "a.png"), "caption": c, "refs": ["a red square", "red"]}
+        for c in ("x", "y", "z")
+    ]
     out = score_rows(hf_clip, rows)
     assert out["unique_images"] == 1 and out["unique_refs"] == 2
     assert set(out["metrics"]) == {"CLIP-S", "RefCLIP-S", "RefCLIP-S-j"}

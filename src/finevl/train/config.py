@@ -23,6 +23,9 @@ class ClipTrainConfig:
     weight_decay: float = field(
         default=0.1, metadata={"help": "AdamW weight decay (not on gains, biases, scale)."}
     )
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Clip the gradient norm to this; 0: no clipping."}
+    )
     warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     seed: int = field(default=0, metadata={"help": "Seed of init, batch order and caption sampling."})
     save_every: int = field(default=200, metadata={"help": "Checkpoint every N steps."})

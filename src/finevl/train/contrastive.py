@@ -135,7 +135,8 @@ def train_clip(
     opt = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
     start = _resume(run, opt, sched) if resume else 0
-    model, opt, sched = accelerator.prepare(clip, opt, sched)
+    # The scheduler stays ours: accelerate's wrapper would step it once per process.
+    model, opt = accelerator.prepare(clip, opt)
     loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=rank, world_size=world)
     accelerator.init_trackers("tensorboard")
     sampler, began, summary = CaptionSampler(), time.time(), {}
@@ -150,12 +151,14 @@ def train_clip(
             loss = contrastive_step(model, loss_fn, pixels[part], texts[part]) / cfg.grad_accum
             accelerator.backward(loss)
             total += loss.item()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         clip.clamp_logit_scale()
         summary = {
             "loss": total,
+            "grad_norm": float(grad_norm),
             "lr": sched.get_last_lr()[0],
             "logit_scale": clip.logit_scale.exp().item(),
             "seconds": time.time() - began,

@@ -1,0 +1,122 @@
+"""The CLIP trainer: 2 processes step exactly as 1 process on the whole batch, and a killed
+run resumes bit-for-bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from finevl.errors import FinevlError
+from finevl.train.config import ClipTrainConfig
+from finevl.train.contrastive import batch_indices, cosine_with_warmup, train_clip
+
+WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
+
+
+def _cfg(world: Path, out: Path, **kw) -> ClipTrainConfig:
+    base = dict(data=str(world), out=str(out), steps=2, batch_size=16, warmup_steps=1, save_every=1, lr=1e-3)
+    return ClipTrainConfig(**{**base, **kw})
+
+
+def _weights_close(a: Path, b: Path) -> float:
+    wa, wb = load_file(str(a / WEIGHTS)), load_file(str(b / WEIGHTS))
+    assert wa.keys() == wb.keys()
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+def test_two_processes_match_one_process_on_the_whole_batch(world, tmp_path):
+    args = [
+        "clip",
+        "train",
+        "--data",
+        str(world),
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--warmup-steps",
+        "1",
+        "--save-every",
+        "1",
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "finevl.cli", *args, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    two = subprocess.run(
+        [*launcher, "-m", "finevl.cli", *args, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert s1["processes"] == 1 and s2["processes"] == 2
+    assert s2["loss"] == pytest.approx(s1["loss"], rel=1e-5)
+    assert s2["grad_norm"] == pytest.approx(s1["grad_norm"], rel=1e-4)  # AdamW would hide a 2x error
+    # Adam divides by |g|, so float noise in near-zero gradients moves weights by a small
+    # share of the lr; a real error (a doubled gradient, a schedule stepped twice) moves them by ~lr.
+    assert _weights_close(tmp_path / "one", tmp_path / "two") < 0.05 * 1e-3
+
+
+def test_killed_run_resumes_bit_for_bit(world, tmp_path):
+    train_clip(_cfg(world, tmp_path / "straight", steps=5, save_every=2))
+
+    def kill_after_step_3(_):
+        kill_after_step_3.calls += 1
+        if kill_after_step_3.calls == 4:
+            raise KeyboardInterrupt
+
+    kill_after_step_3.calls = 0
+    cfg = _cfg(world, tmp_path / "killed", steps=5, save_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_clip(cfg, progress=kill_after_step_3)
+    assert json.loads((tmp_path / "killed/checkpoint/progress.json").read_text())["step"] == 2
+    summary = train_clip(cfg, resume=True)
+    assert summary["steps"] == 5
+    assert _weights_close(tmp_path / "straight", tmp_path / "killed") == 0.0
+
+
+def test_run_folder_and_settings_are_guarded(world, tmp_path):
+    train_clip(_cfg(world, tmp_path / "r", steps=1))
+    with pytest.raises(FinevlError, match="--resume"):
+        train_clip(_cfg(world, tmp_path / "r", steps=1))
+    with pytest.raises(FinevlError, match="different settings"):
+        train_clip(_cfg(world, tmp_path / "r", steps=3, lr=5e-4), resume=True)
+    with pytest.raises(FinevlError, match="batch-size"):
+        train_clip(_cfg(world, tmp_path / "odd", batch_size=15, grad_accum=2))
+
+
+def test_schedule_and_batches_are_deterministic():
+    f = cosine_with_warmup(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(110) == pytest.approx(0.0)
+    assert f(60) == pytest.approx(0.5)
+    a, b = batch_indices(100, 16, 7, seed=1), batch_indices(100, 16, 7, seed=1)
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 16
+    epoch = [i for s in range(6) for i in batch_indices(100, 16, s, seed=1).tolist()]
+    assert len(set(epoch)) == 96  # no repeats within an epoch
