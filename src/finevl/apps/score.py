@@ -42,6 +42,8 @@ def read_score_input(path: str | Path) -> list[dict[str, Any]]:
             or not isinstance(r.get("caption"), str)
         ):
             raise FinevlError(f"{path}: row {k}: needs 'image' and 'caption' strings")
+        if not r["caption"].strip():
+            raise FinevlError(f"{path}: row {k}: empty caption")
         r["image"] = str(path.parent / r["image"]) if not Path(r["image"]).is_absolute() else r["image"]
     return rows
 

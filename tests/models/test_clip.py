@@ -1,0 +1,121 @@
+"""One CLIP interface over open_clip and Hugging Face: round trips, tokenizers, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from finevl.errors import FinevlError
+from finevl.models.clip import clip_bpe_tokenizer_parts, load_clip, presets
+
+PRESETS = ["finevl-tiny-vit", "finevl-tiny-convnext", "hf-tiny-vit"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    out = {}
+    for name in PRESETS:
+        torch.manual_seed(0)
+        clip = load_clip(name)
+        out[name] = (clip, clip.save(tmp_path_factory.mktemp(name) / "ckpt"))
+    return out
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_save_load_round_trip_is_exact(saved, name):
+    clip, path = saved[name]
+    again = load_clip(path)
+    assert again.family == clip.family and again.image_size == clip.image_size == 64
+    image = Image.new("RGB", (80, 70), (10, 200, 30))
+    assert torch.equal(clip.preprocess(image), again.preprocess(image))
+    texts = clip.tokenize(["a small red star left of a blue circle", "snow"])
+    pixels = torch.stack([clip.preprocess(image)] * 2)
+    with torch.no_grad():
+        assert torch.allclose(clip.encode_text(texts), again.encode_text(texts), atol=1e-6)
+        assert torch.allclose(clip.encode_image(pixels), again.encode_image(pixels), atol=1e-6)
+    assert clip.logit_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-4)
+    weights = {p.name for p in path.iterdir()}
+    assert any(w.endswith(".safetensors") for w in weights) and not any(
+        w.endswith((".bin", ".pt")) for w in weights
+    )
+
+
+def test_hf_tokenizer_equals_open_clip_bpe():
+    import open_clip
+
+    hf = load_clip("hf-tiny-vit")._tokenizer
+    ref = open_clip.get_tokenizer("ViT-B-32")
+    texts = [
+        "A small red striped star, left of the blue circle.",
+        'It says "2024".',
+        "naïve café",
+        "word " * 90,
+    ]
+    ours = hf(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+    theirs = ref(texts)
+    for ids, mask, want in zip(ours["input_ids"], ours["attention_mask"], theirs, strict=True):
+        assert torch.equal(ids[mask.bool()], want[: int(mask.sum())])
+    vocab, _ = clip_bpe_tokenizer_parts()
+    assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+
+
+def test_convnext_tower_exposes_four_stage_maps():
+    clip = load_clip("finevl-tiny-convnext")
+    maps = clip.inner.visual.trunk.forward_intermediates(torch.zeros(1, 3, 64, 64), intermediates_only=True)
+    assert [m.shape[-1] for m in maps] == [16, 8, 4, 2] and len({m.shape[1] for m in maps}) == 4
+
+
+def test_truncation_is_counted_and_empty_input_refused():
+    clip = load_clip("finevl-tiny-vit")
+    batch = clip.tokenize(["short", "word " * 100, "also " * 80])
+    assert batch.truncated == 2 and batch.ids.shape == (3, 77)
+    with pytest.raises(FinevlError, match="empty caption list"):
+        clip.tokenize([])
+    with pytest.raises(FinevlError, match="caption 1 is empty"):
+        clip.tokenize(["fine", "  "])
+
+
+def test_open_clip_train_checkpoint_and_safetensors_weights_load(saved, tmp_path):
+    clip, path = saved["finevl-tiny-vit"]
+    state = {f"module.{k}": v for k, v in clip.inner.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "epoch_1.pt")
+    from_pt = load_clip("finevl-tiny-vit", weights=tmp_path / "epoch_1.pt")
+    from_st = load_clip("finevl-tiny-vit", weights=path / "open_clip_model.safetensors")
+    for other in (from_pt, from_st):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(clip.state_dict().values(), other.state_dict().values(), strict=True)
+        )
+
+
+def test_bad_model_directories_are_one_clear_error(saved, tmp_path):
+    with pytest.raises(FinevlError, match="model directory not found"):
+        load_clip(tmp_path / "nope")
+    with pytest.raises(FinevlError, match="unknown model"):
+        load_clip("no-such-architecture")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FinevlError, match="not a CLIP checkpoint"):
+        load_clip(tmp_path / "empty")
+    for name, weights in (
+        ("finevl-tiny-vit", "open_clip_model.safetensors"),
+        ("hf-tiny-vit", "model.safetensors"),
+    ):
+        import shutil
+
+        broken = tmp_path / f"{name}-incomplete"
+        shutil.copytree(saved[name][1], broken)
+        (broken / weights).unlink()
+        with pytest.raises(FinevlError, match="incomplete"):
+            load_clip(broken)
+        corrupt = tmp_path / f"{name}-corrupt"
+        shutil.copytree(saved[name][1], corrupt)
+        (corrupt / weights).write_bytes(b"\x00\x01 definitely not safetensors")
+        with pytest.raises(FinevlError, match="not a readable safetensors"):
+            load_clip(corrupt)
+    with pytest.raises(FinevlError, match="do not fit"):
+        load_clip("finevl-tiny-convnext", weights=saved["finevl-tiny-vit"][1] / "open_clip_model.safetensors")
+
+
+def test_presets_are_listed():
+    assert set(PRESETS) <= set(presets())
