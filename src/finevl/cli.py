@@ -30,6 +30,8 @@ app.add_typer(world_app, name="world")
 clip_app = typer.Typer(help="CLIP: train, zero-shot, retrieval, retrieval captioning.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(clip_app, name="clip")
+index_app = typer.Typer(help="Search: a faiss index of image embeddings on disk.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Checkpoint dir (open_clip or HF), preset, or open_clip arch.")
@@ -292,6 +294,116 @@ def score(
     if csv_out is not None:
         write_items_csv(csv_out, result["items"])
     _write({"dataset": str(pairs), "model": model, "task": "clip_score", **result}, out)
+
+
+@index_app.command("build")
+def index_build(
+    model: ModelOpt,
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
+    weights: WeightsOpt = None,
+    on_bad_image: OnBad = "error",
+) -> None:
+    """Embed a collection's images and keep them in a faiss index on disk."""
+    from finevl.apps.search import build_index, collect_images
+    from finevl.data.images import ImageLoader
+    from finevl.models.clip import load_clip
+
+    paths = collect_images(images)
+    clip = load_clip(model, weights)
+    loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
+    spec = str(Path(model).resolve()) if Path(model).exists() else model  # queries reload it from anywhere
+    _emit(build_index(clip, spec, paths, out, loader, weights=str(weights.resolve()) if weights else None))
+
+
+@index_app.command("query")
+def index_query(
+    index: Annotated[Path, typer.Argument(help="Index folder made by `finevl index build`.")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="Text query (repeatable).")] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="Image query (repeatable).")] = None,
+    k: Annotated[int, typer.Option("-k", help="Results per query.")] = 5,
+) -> None:
+    """Nearest images to text or image queries, with cosine scores."""
+    from finevl.apps.search import open_index, query_index
+    from finevl.data.images import load_image
+    from finevl.models.clip import load_clip
+
+    if not text and not image:
+        raise FinevlError("give at least one --text or --image query")
+    faiss_index, meta = open_index(index)
+    clip = load_clip(meta["model"], meta.get("weights"))
+    queries = [*(text or []), *(str(p) for p in image or [])]
+    feats = []
+    if text:
+        feats.append(clip.embed_texts(list(text)))
+    if image:
+        feats.append(clip.embed_images([load_image(p) for p in image]))
+    import torch
+
+    hits = query_index(faiss_index, meta, torch.cat(feats).numpy(), k)
+    _emit(
+        {
+            "index": str(index),
+            "results": [{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)],
+        }
+    )
+
+
+@app.command("moderate")
+def moderate(
+    model: ModelOpt,
+    images: Annotated[list[Path] | None, typer.Argument(help="Images and/or folders to check.")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy YAML (default: the FineShapes demo).")
+    ] = None,
+    weights: WeightsOpt = None,
+    calibrate: Annotated[
+        Path | None, typer.Option("--calibrate", help="World folder or labels JSONL to fit thresholds on.")
+    ] = None,
+    calibrate_split: Annotated[
+        str, typer.Option("--calibrate-split", help="World split for calibration.")
+    ] = "val",
+    evaluate: Annotated[
+        Path | None, typer.Option("--evaluate", help="World folder or labels JSONL to report P/R on.")
+    ] = None,
+    evaluate_split: Annotated[
+        str, typer.Option("--evaluate-split", help="World split for evaluation.")
+    ] = "test",
+    save_policy: Annotated[
+        Path | None, typer.Option("--save-policy", help="Write the calibrated policy here.")
+    ] = None,
+    on_bad_image: OnBad = "error",
+    out: OutOpt = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-image scores and flags as CSV.")] = None,
+) -> None:
+    """Flag images by natural-language criteria (prompts vs contrast prompts), thresholds
+    calibrated on a small labelled set; precision and recall where labels are given."""
+    from finevl.apps import moderation as mod
+    from finevl.apps.search import collect_images
+    from finevl.data.images import ImageLoader
+    from finevl.models.clip import load_clip
+
+    pol = mod.load_policy(policy or mod.DEMO_POLICY)
+    clip = load_clip(model, weights)
+    loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
+    result: dict[str, Any] = {"model": model, "task": "moderation"}
+    if calibrate is not None:
+        paths, labels = mod.labelled_set(calibrate, pol, calibrate_split)
+        scores, truth, _ = mod.score_paths(clip, pol, paths, loader, labels)
+        pol = mod.calibrate(pol, scores, truth)
+        if save_policy:
+            mod.save_policy(pol, save_policy)
+    if evaluate is not None:
+        paths, labels = mod.labelled_set(evaluate, pol, evaluate_split)
+        scores, truth, _ = mod.score_paths(clip, pol, paths, loader, labels)
+        result["metrics"] = mod.evaluate(pol, scores, truth)
+    if images:
+        scores, _, names = mod.score_paths(clip, pol, collect_images(images), loader)
+        result["images"] = mod.flag_images(pol, scores, names)
+    if csv_out is not None and "images" in result:
+        mod.write_flags_csv(csv_out, pol, result["images"])
+    result["thresholds"] = {c.name: c.threshold for c in pol.criteria}
+    _write(result, out)
 
 
 def main() -> None:

@@ -95,6 +95,7 @@ class Clip(nn.Module):
                 return_tensors="pt",
             )
             ids, mask = enc["input_ids"], enc["attention_mask"]
+        ids, mask = self._trim(ids, mask, min(max(lengths), self.context_length))
         truncated = sum(n > self.context_length for n in lengths)
         if truncated:
             logger.warning(
@@ -102,15 +103,43 @@ class Clip(nn.Module):
             )
         return TextBatch(ids, mask, truncated)
 
+    def _trim(
+        self, ids: torch.Tensor, mask: torch.Tensor | None, longest: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Drop padding columns past the longest text: the causal text towers pool at the
+        end-of-text token, which never sees later positions, so outputs are unchanged and
+        short captions cost less. Only for pooling that allows it (argmax/eos)."""
+        trimmable = (
+            type(self.inner).__name__ == "CLIP" and getattr(self.inner, "text_pool_type", None) == "argmax"
+        )
+        if self.family == "open_clip" and not trimmable:
+            return ids, mask
+        return ids[:, :longest], None if mask is None else mask[:, :longest]
+
     def encode_text(self, texts: TextBatch, normalize: bool = True) -> torch.Tensor:
         """(B, D) text embeddings, unit length unless `normalize=False`."""
         if self.family == "open_clip":
-            feats = self.inner.encode_text(texts.ids)
+            feats = self._open_clip_text(texts.ids)
         else:
             feats = _pooled(
                 self.inner.get_text_features(input_ids=texts.ids, attention_mask=texts.attention_mask)
             )
         return F.normalize(feats, dim=-1) if normalize else feats
+
+    def _open_clip_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """open_clip's `CLIP.encode_text` (unnormalised), step for step, on a context
+        trimmed to the batch's longest text (positional embedding and causal mask sliced)."""
+        m = self.inner
+        n = ids.shape[1]
+        if n == m.positional_embedding.shape[0]:
+            return m.encode_text(ids)
+        from open_clip.transformer import text_global_pool
+
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(ids).to(cast) + m.positional_embedding[:n].to(cast)  # (B, n, width)
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
+        x = text_global_pool(x, ids, m.text_pool_type)
+        return m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
 
     # -- images ----------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -1,0 +1,128 @@
+"""CLIP-S throughput: finevl's `score_rows` against torchmetrics' `CLIPScore` on the same
+model and the same 512 images x 5 captions, values compared per pair.
+
+    .venv/bin/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from finevl.apps.score import score_rows
+from finevl.models.clip import load_clip
+
+WORDS = ["a", "the", "red", "green", "blue", "yellow", "circle", "square", "star", "triangle", "small", "large", "striped", "dotted", "on", "snow", "grass", "left", "of"]
+
+
+class _Projected(torch.nn.Module):
+    """torchmetrics wants `config` and tensors from get_*_features (transformers 5 returns outputs)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.m, self.config = model, model.config
+
+    def get_image_features(self, *a, **kw):
+        out = self.m.get_image_features(*a, **kw)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+    def get_text_features(self, *a, **kw):
+        out = self.m.get_text_features(*a, **kw)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+
+def _data(folder: Path, n: int, k: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        rows += [{"image": str(path), "caption": " ".join(rng.choice(WORDS, 8))} for _ in range(k)]
+    return rows
+
+
+def _torchmetrics(clip, rows: list[dict], batch: int = 256) -> tuple[float, float]:
+    from torchmetrics.multimodal.clip_score import CLIPScore
+    from transformers import CLIPProcessor
+
+    processor = CLIPProcessor(image_processor=clip._image_processor, tokenizer=clip._tokenizer)
+    metric = CLIPScore(model_name_or_path=lambda: (_Projected(clip.inner), processor))
+    t = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        part = rows[i : i + batch]
+        images = [
+            torch.from_numpy(np.array(Image.open(r["image"]).convert("RGB"))).permute(2, 0, 1) for r in part
+        ]
+        metric.update(images, [r["caption"] for r in part])
+    value = metric.compute().item()
+    return time.perf_counter() - t, value
+
+
+def _per_pair_gap(clip, rows: list[dict], n: int = 20) -> float:
+    """Largest |ours - 2.5/100 * torchmetrics| over n pairs scored one by one."""
+    from torchmetrics.multimodal.clip_score import CLIPScore
+    from transformers import CLIPProcessor
+
+    processor = CLIPProcessor(image_processor=clip._image_processor, tokenizer=clip._tokenizer)
+    ours = score_rows(clip, rows[:n], prefix="")["items"]
+    gap = 0.0
+    for r, item in zip(rows[:n], ours, strict=True):
+        metric = CLIPScore(model_name_or_path=lambda: (_Projected(clip.inner), processor))
+        metric.update(
+            torch.from_numpy(np.array(Image.open(r["image"]).convert("RGB"))).permute(2, 0, 1), r["caption"]
+        )
+        gap = max(gap, abs(item["CLIP-S"] - 2.5 / 100 * metric.compute().item()))
+    return gap
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--captions", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    clip = load_clip("hf-tiny-vit")
+    with torch.no_grad():
+        clip.inner.text_projection.weight.neg_()  # cosines above 0 at this seed, so values compare
+    with tempfile.TemporaryDirectory() as d:
+        rows = _data(Path(d), args.images, args.captions)
+        t = time.perf_counter()
+        ours = score_rows(clip, rows, prefix="")
+        ours_s = time.perf_counter() - t
+        theirs_s, theirs_value = _torchmetrics(clip, rows)
+        gap = _per_pair_gap(clip, rows)
+    positive = sum(i["CLIP-S"] > 0 for i in ours["items"]) / len(ours["items"])
+    result = {
+        "benchmark": "clip_score",
+        "model": "hf-tiny-vit",
+        "pairs": len(rows),
+        "images": args.images,
+        "finevl_s": round(ours_s, 3),
+        "torchmetrics_s": round(theirs_s, 3),
+        "finevl_pairs_per_s": round(len(rows) / ours_s, 1),
+        "torchmetrics_pairs_per_s": round(len(rows) / theirs_s, 1),
+        "speedup": round(theirs_s / ours_s, 2),
+        "target_speedup": 5.0,
+        "finevl_mean_clip_s": ours["metrics"]["CLIP-S"],
+        "torchmetrics_mean_x_2.5/100": 2.5 / 100 * theirs_value,
+        "share_of_pairs_with_positive_cosine": positive,
+        "max_per_pair_gap_20_pairs": gap,
+    }
+    result["passed"] = result["speedup"] >= 5.0 and gap < 1e-4
+    if args.out:
+        from finevl.data.jsonio import write_json_atomic
+
+        write_json_atomic(args.out, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

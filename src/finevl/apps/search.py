@@ -1,0 +1,109 @@
+"""Search: a faiss index of a collection's image embeddings, kept on disk, answering text or
+image queries. Cosine similarity (unit vectors, inner-product index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.formats import IMAGE_SUFFIXES, image_folder
+from finevl.data.images import ImageLoader
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.errors import FinevlError
+from finevl.models.clip import Clip
+
+INDEX_FILE, META_FILE = "index.faiss", "index.json"
+
+
+def collect_images(sources: list[Path]) -> list[Path]:
+    """Image files from files and folders (folders searched recursively), sorted, unique."""
+    paths: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            paths += [p for p, _ in image_folder(src)]
+        elif src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
+            paths.append(src)
+        else:
+            raise FinevlError(f"{src}: not an image file or folder")
+    paths = sorted(set(p.resolve() for p in paths))
+    if not paths:
+        raise FinevlError("no images to index")
+    return paths
+
+
+def build_index(
+    clip: Clip,
+    model_spec: str,
+    paths: list[Path],
+    out: str | Path,
+    loader: ImageLoader | None = None,
+    batch_size: int = 256,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """Embed every image and write `index.faiss` + `index.json` (paths, model) atomically."""
+    import faiss
+
+    loader = loader or ImageLoader()
+    index, kept = None, []
+    for i in range(0, len(paths), batch_size):
+        pairs = [(p, loader(p)) for p in paths[i : i + batch_size]]
+        pairs = [(p, im) for p, im in pairs if im is not None]
+        if not pairs:
+            continue
+        emb = clip.embed_images([im for _, im in pairs]).numpy().astype(np.float32)
+        index = index or faiss.IndexFlatIP(emb.shape[1])
+        index.add(emb)
+        kept += [str(p) for p, _ in pairs]
+    if index is None:
+        raise FinevlError("no readable images to index")
+    out = Path(out)
+    tmp = temp_sibling(out)
+    faiss.write_index(index, str(tmp / INDEX_FILE))
+    meta = {
+        "model": model_spec,
+        "weights": weights,
+        "dim": index.d,
+        "count": index.ntotal,
+        "paths": kept,
+        "skipped": loader.skipped,
+    }
+    write_json_atomic(tmp / META_FILE, meta)
+    replace_dir(tmp, out)
+    return {"index": str(out), "count": index.ntotal, "dim": index.d, "skipped_images": len(loader.skipped)}
+
+
+def open_index(folder: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(faiss index, metadata) of an index folder."""
+    import faiss
+
+    folder = Path(folder)
+    if not (folder / INDEX_FILE).is_file() or not (folder / META_FILE).is_file():
+        raise FinevlError(
+            f"{folder}: not an index (no {INDEX_FILE} and {META_FILE}); build one with `finevl index build`"
+        )
+    try:
+        index = faiss.read_index(str(folder / INDEX_FILE))
+    except RuntimeError as e:
+        raise FinevlError(f"{folder / INDEX_FILE}: unreadable index ({str(e).splitlines()[0]})") from None
+    return index, read_json(folder / META_FILE)
+
+
+def query_index(
+    index: Any, meta: dict[str, Any], query: np.ndarray, k: int = 5
+) -> list[list[dict[str, Any]]]:
+    """The k nearest images of each (unit) query embedding."""
+    if query.shape[1] != index.d:
+        raise FinevlError(
+            f"query embeddings have {query.shape[1]} dims but the index has {index.d}: another model?"
+        )
+    scores, ids = index.search(query.astype(np.float32), min(k, index.ntotal))
+    return [
+        [
+            {"rank": r + 1, "path": meta["paths"][j], "score": float(s)}
+            for r, (j, s) in enumerate(zip(row_ids, row_scores, strict=True))
+        ]
+        for row_ids, row_scores in zip(ids, scores, strict=True)
+    ]

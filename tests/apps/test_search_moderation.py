@@ -1,0 +1,115 @@
+"""Search index and moderation: the plumbing on untrained models, and the bad input."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from finevl.apps.moderation import (
+    DEMO_POLICY,
+    Criterion,
+    Policy,
+    WorldLabels,
+    best_threshold,
+    calibrate,
+    evaluate,
+    load_policy,
+)
+from tests.test_cli import assert_one_line_error, run
+
+
+def test_index_build_and_query(world, tmp_path, capsys, monkeypatch):
+    code, out, err = run(
+        [
+            "index",
+            "build",
+            "--model",
+            "finevl-tiny-vit",
+            str(world / "images"),
+            "--out",
+            str(tmp_path / "idx"),
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert json.loads(out)["count"] == 60
+    first = sorted((world / "images").iterdir())[0]
+    code, out, err = run(
+        ["index", "query", str(tmp_path / "idx"), "--image", str(first), "--text", "a red star", "-k", "3"],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    res = json.loads(out)["results"]
+    assert [len(r["hits"]) for r in res] == [3, 3]
+    image_hits = next(r for r in res if r["query"] == str(first))["hits"]
+    assert image_hits[0]["path"] == str(first.resolve()) and image_hits[0]["score"] > 0.99  # itself, cosine 1
+    code, _, err = run(["index", "query", str(tmp_path), "--text", "x"], capsys, monkeypatch)
+    assert_one_line_error(code, err, "not an index")
+
+
+def test_thresholds_and_precision_recall():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.9])
+    truth = torch.tensor([False, True, False, True, True])
+    assert best_threshold(scores, truth) == 0.4
+    pol = Policy(criteria=[Criterion(name="x", prompts=["a"], contrasts=["b"])])
+    fitted = calibrate(pol, {"x": scores}, {"x": truth})
+    assert fitted.criteria[0].threshold == 0.4
+    m = evaluate(fitted, {"x": scores}, {"x": truth})["x"]
+    assert m["precision"] == 1.0 and m["recall"] == 1.0
+
+
+def test_demo_policy_labels_come_from_the_world(world):
+    policy = load_policy(DEMO_POLICY)
+    labels = WorldLabels.load(world, "train")
+    stars = labels.truth("shape=star")
+    assert stars.any() and not stars.all()
+    assert len(labels.truth("text")) == len(labels.image_ids) == 48
+    assert {c.name for c in policy.criteria} == {"star", "night", "red", "text"}
+
+
+def test_moderate_command(world, tmp_path, capsys, monkeypatch):
+    code, out, err = run(
+        [
+            "moderate",
+            "--model",
+            "finevl-tiny-vit",
+            str(world / "images"),
+            "--calibrate",
+            str(world),
+            "--calibrate-split",
+            "train",
+            "--evaluate",
+            str(world),
+            "--evaluate-split",
+            "val",
+            "--save-policy",
+            str(tmp_path / "p.yaml"),
+            "--csv",
+            str(tmp_path / "f.csv"),
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert len(res["images"]) == 60 and set(res["metrics"]) == {"star", "night", "red", "text"}
+    assert all(0 <= v["precision"] <= 1 for v in res["metrics"].values())
+    assert load_policy(tmp_path / "p.yaml").criteria[0].threshold == res["thresholds"]["star"]
+    assert (tmp_path / "f.csv").read_text().startswith("image,star_score")
+    (tmp_path / "bad.yaml").write_text("criteria: [{name: x, prompts: []}]")
+    code, _, err = run(
+        [
+            "moderate",
+            "--model",
+            "finevl-tiny-vit",
+            "--policy",
+            str(tmp_path / "bad.yaml"),
+            str(world / "images"),
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert_one_line_error(code, err, "bad.yaml")
