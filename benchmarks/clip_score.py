@@ -19,7 +19,27 @@ from PIL import Image
 from finevl.apps.score import score_rows
 from finevl.models.clip import load_clip
 
-WORDS = ["a", "the", "red", "green", "blue", "yellow", "circle", "square", "star", "triangle", "small", "large", "striped", "dotted", "on", "snow", "grass", "left", "of"]
+WORDS = [
+    "a",
+    "the",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "circle",
+    "square",
+    "star",
+    "triangle",
+    "small",
+    "large",
+    "striped",
+    "dotted",
+    "on",
+    "snow",
+    "grass",
+    "left",
+    "of",
+]
 
 
 class _Projected(torch.nn.Module):
