@@ -17,11 +17,20 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	mkdir -p $(DEMO)
-	$(BIN)/finevl world generate --out $(DEMO)/world --n 2000 --size 96 --seed 0 --shards 4 --overwrite > $(DEMO)/world.json
+	mkdir -p $(DEMO)/results
+	$(BIN)/finevl world generate --out $(DEMO)/world --n 5000 --size 96 --seed 0 --shards 4 --overwrite > $(DEMO)/world.json
+	$(BIN)/finevl world generate --out $(DEMO)/one-object --n 1000 --size 96 --seed 1 --max-objects 1 --overwrite > /dev/null
 	$(BIN)/finevl data tokenizer $(DEMO)/world --out $(DEMO)/tokenizer > $(DEMO)/tokenizer.json
 	$(BIN)/finevl world show $(DEMO)/world --out $(DEMO)/gallery.html > $(DEMO)/gallery.json
-	@echo "FineShapes world: $(DEMO)/world   gallery: open $(DEMO)/gallery.html"
+	rm -rf $(DEMO)/clip
+	$(BIN)/finevl clip train --data $(DEMO)/world --out $(DEMO)/clip --steps 300 --batch-size 128 --warmup-steps 30 --save-every 100 > $(DEMO)/clip.json
+	for label in shape color; do \
+	  $(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/one-object --label $$label --split all --out $(DEMO)/results/zeroshot-$$label.json > /dev/null || exit 1; \
+	done
+	$(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/world --label background --out $(DEMO)/results/zeroshot-background.json > /dev/null
+	$(BIN)/finevl clip retrieval --model $(DEMO)/clip/checkpoint/model --data $(DEMO)/world --split test --examples 4 --out $(DEMO)/results/retrieval.json > /dev/null
+	$(BIN)/finevl report --out $(DEMO)/report.html --run $(DEMO)/clip --world $(DEMO)/world --gallery gallery.html $(DEMO)/results/*.json > /dev/null
+	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
 
 # pytest exits 5 when it collects no test: that is a failure here, said plainly.
 test: install
@@ -30,6 +39,10 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/world_gen.py --out benchmarks/results/world_gen.json
+	$(BIN)/python benchmarks/peak.py --out benchmarks/results/peak.json
+	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --out benchmarks/results/clip_fineshapes.json
+	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --out benchmarks/results/clip_train.json
 
 lint: install
 	$(BIN)/ruff check .

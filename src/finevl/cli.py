@@ -177,7 +177,7 @@ def clip_zeroshot(
     label: Annotated[
         str, typer.Option("--label", help="shape, color, size, pattern or background.")
     ] = "shape",
-    split: Annotated[str, typer.Option("--split", help="Split of the world.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Split of the world, or 'all'.")] = "test",
     folder: Annotated[
         Path | None, typer.Option("--folder", help="Or: a folder of class sub-folders.")
     ] = None,
@@ -191,7 +191,9 @@ def clip_zeroshot(
 
     if (world is None) == (folder is None):
         raise FinevlError("give exactly one of --world or --folder")
-    paths, labels, names = world_labels(world, label, split) if world else folder_labels(folder)  # type: ignore[arg-type]
+    paths, labels, names = (
+        world_labels(world, label, None if split == "all" else split) if world else folder_labels(folder)
+    )  # type: ignore[arg-type]
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
     clip = load_clip(model, weights)
     metrics, acc, classes = zeroshot_classify(
@@ -222,16 +224,19 @@ def clip_retrieval(
         str, typer.Option("--captions", help="'fine' (one per image) or 'refs' (all).")
     ] = "fine",
     limit: Annotated[int | None, typer.Option("--limit", help="First N images only.")] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", help="Keep the top-3 images of the first N queries.")
+    ] = 0,
     out: OutOpt = None,
 ) -> None:
     """Image-text retrieval recall@1/5/10 both ways (CLIP_benchmark definitions)."""
-    from finevl.apps.retrieval import retrieval_eval
+    from finevl.apps.retrieval import retrieval_with_examples
     from finevl.data.imagetext import load_image_text
     from finevl.models.clip import load_clip
 
     clip = load_clip(model, weights)
     dataset = load_image_text(data, clip.image_size, split=split, limit=limit)
-    metrics = retrieval_eval(clip, dataset, captions)
+    metrics, shown = retrieval_with_examples(clip, dataset, captions, examples)
     _write(
         {
             "dataset": f"{data}:{split}",
@@ -239,6 +244,7 @@ def clip_retrieval(
             "task": "zeroshot_retrieval",
             "metrics": metrics,
             "images": len(dataset),
+            "examples": shown,
         },
         out,
     )
@@ -404,6 +410,26 @@ def moderate(
         mod.write_flags_csv(csv_out, pol, result["images"])
     result["thresholds"] = {c.name: c.threshold for c in pol.criteria}
     _write(result, out)
+
+
+@app.command("report")
+def report(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    results: Annotated[
+        list[Path] | None, typer.Argument(help="Zero-shot and retrieval result JSON files.")
+    ] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="A CLIP training run folder.")] = None,
+    world: Annotated[
+        Path | None, typer.Option("--world", help="The world the results came from (thumbnails).")
+    ] = None,
+    gallery: Annotated[
+        str | None, typer.Option("--gallery", help="Link to the world's gallery page.")
+    ] = None,
+) -> None:
+    """One HTML report from saved results: training curve, zero-shot, retrieval, examples."""
+    from finevl.report.report import write_report
+
+    _emit(write_report(out, list(results or []), run, world, gallery))
 
 
 def main() -> None:

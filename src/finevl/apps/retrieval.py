@@ -28,8 +28,29 @@ def evaluation_texts(data: ImageTextSet, captions: str) -> tuple[list[str], torc
 
 def retrieval_eval(clip: Clip, data: ImageTextSet, captions: str = "fine") -> dict[str, float]:
     """CLIP_benchmark retrieval recall@1/5/10 both ways on an in-memory set."""
+    return retrieval_with_examples(clip, data, captions)[0]
+
+
+def retrieval_with_examples(
+    clip: Clip, data: ImageTextSet, captions: str = "fine", examples: int = 0, k: int = 3
+) -> tuple[dict[str, float], list[dict]]:
+    """Recall metrics, and the top-k images of the first `examples` text queries."""
     texts, owners = evaluation_texts(data, captions)
-    return retrieval_recall(clip.embed_pixels(data.images), clip.embed_texts(texts), owners)
+    images, queries = clip.embed_pixels(data.images), clip.embed_texts(texts)
+    shown = []
+    for t in range(min(examples, len(texts))):
+        scores, idx = (queries[t] @ images.T).topk(min(k, len(images)))
+        shown.append(
+            {
+                "query": texts[t],
+                "truth": data.file_names[int(owners[t])],
+                "hits": [
+                    {"file": data.file_names[j], "score": round(float(s), 4)}
+                    for s, j in zip(scores, idx.tolist(), strict=True)
+                ],
+            }
+        )
+    return retrieval_recall(images, queries, owners), shown
 
 
 def caption_by_retrieval(

@@ -11,6 +11,7 @@ sampled at varying detail each step; TensorBoard logs; atomic checkpoints every
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -167,6 +168,9 @@ def train_clip(
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             accelerator.log(summary, step=step)
             logger.info("step %d loss %.4f", step, total)
+            if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
+                with (run / "log.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": step, **summary}) + "\n")
         if progress:
             progress(1)
         out_of_time = cfg.max_minutes and time.time() - began > 60 * cfg.max_minutes
