@@ -126,7 +126,12 @@ def train_clip(
     from open_clip import ClipLoss
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out)
-    run, start_model = _prepare_run(cfg, resume)
+    # One process checks and sets up the run folder; the others wait, then start alike.
+    if accelerator.is_main_process:
+        run, start_model = _prepare_run(cfg, resume)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        run, start_model = _prepare_run(cfg, resume=True) if resume else (Path(cfg.out), cfg.model)
     torch.manual_seed(cfg.seed)
     clip = load_clip(start_model).train()
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
