@@ -185,12 +185,16 @@ class Clip(nn.Module):
     @torch.no_grad()
     def embed_images(self, images: list[Image.Image], batch_size: int = 256) -> torch.Tensor:
         """(N, D) unit embeddings of PIL images through the checkpoint's own preprocessing."""
-        out = []
-        for i in range(0, len(images), batch_size):
-            out.append(
-                self.encode_image(torch.stack([self.preprocess(im) for im in images[i : i + batch_size]]))
-            )
-        return torch.cat(out)
+        batches = range(0, len(images), batch_size)
+        return torch.cat(
+            [self.encode_image(self.preprocess_batch(images[i : i + batch_size])) for i in batches]
+        )
+
+    def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        """(B, 3, S, S) model input; HF processors run once per batch (much faster)."""
+        if self.family == "open_clip":
+            return torch.stack([self._image_processor(im) for im in images])
+        return self._image_processor(images=images, return_tensors="pt")["pixel_values"]
 
     # -- training --------------------------------------------------------------------
     @property
