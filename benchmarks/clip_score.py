@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from finevl.apps.score import score_rows
+from finevl.metrics.clipscore import torchmetrics_clipscore
 from finevl.models.clip import load_clip
 
 WORDS = [
@@ -42,22 +43,6 @@ WORDS = [
 ]
 
 
-class _Projected(torch.nn.Module):
-    """torchmetrics wants `config` and tensors from get_*_features (transformers 5 returns outputs)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.m, self.config = model, model.config
-
-    def get_image_features(self, *a, **kw):
-        out = self.m.get_image_features(*a, **kw)
-        return out if torch.is_tensor(out) else out.pooler_output
-
-    def get_text_features(self, *a, **kw):
-        out = self.m.get_text_features(*a, **kw)
-        return out if torch.is_tensor(out) else out.pooler_output
-
-
 def _data(folder: Path, n: int, k: int) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
@@ -69,11 +54,7 @@ def _data(folder: Path, n: int, k: int) -> list[dict]:
 
 
 def _torchmetrics(clip, rows: list[dict], batch: int = 256) -> tuple[float, float]:
-    from torchmetrics.multimodal.clip_score import CLIPScore
-    from transformers import CLIPProcessor
-
-    processor = CLIPProcessor(image_processor=clip._image_processor, tokenizer=clip._tokenizer)
-    metric = CLIPScore(model_name_or_path=lambda: (_Projected(clip.inner), processor))
+    metric = torchmetrics_clipscore(clip)
     t = time.perf_counter()
     for i in range(0, len(rows), batch):
         part = rows[i : i + batch]
@@ -87,14 +68,10 @@ def _torchmetrics(clip, rows: list[dict], batch: int = 256) -> tuple[float, floa
 
 def _per_pair_gap(clip, rows: list[dict], n: int = 20) -> float:
     """Largest |ours - 2.5/100 * torchmetrics| over n pairs scored one by one."""
-    from torchmetrics.multimodal.clip_score import CLIPScore
-    from transformers import CLIPProcessor
-
-    processor = CLIPProcessor(image_processor=clip._image_processor, tokenizer=clip._tokenizer)
     ours = score_rows(clip, rows[:n], prefix="")["items"]
     gap = 0.0
     for r, item in zip(rows[:n], ours, strict=True):
-        metric = CLIPScore(model_name_or_path=lambda: (_Projected(clip.inner), processor))
+        metric = torchmetrics_clipscore(clip)
         metric.update(
             torch.from_numpy(np.array(Image.open(r["image"]).convert("RGB"))).permute(2, 0, 1), r["caption"]
         )

@@ -8,24 +8,8 @@ import torch
 from PIL import Image
 
 from finevl.apps.score import score_rows
-from finevl.metrics.clipscore import ClipScore, clip_s, refclip_s
+from finevl.metrics.clipscore import ClipScore, clip_s, refclip_s, torchmetrics_clipscore
 from finevl.models.clip import load_clip
-
-
-class _Projected(torch.nn.Module):
-    """What torchmetrics expects of a CLIPModel: `config` and tensors from get_*_features."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.m, self.config = model, model.config
-
-    def get_image_features(self, *a, **kw):
-        out = self.m.get_image_features(*a, **kw)
-        return out if torch.is_tensor(out) else out.pooler_output
-
-    def get_text_features(self, *a, **kw):
-        out = self.m.get_text_features(*a, **kw)
-        return out if torch.is_tensor(out) else out.pooler_output
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +24,6 @@ def hf_clip():
 
 
 def test_clip_s_matches_torchmetrics_per_pair(hf_clip, tmp_path):
-    from torchmetrics.multimodal.clip_score import CLIPScore
-    from transformers import CLIPProcessor
-
     rng = np.random.default_rng(0)
     rows = []
     for k in range(6):
@@ -50,10 +31,9 @@ def test_clip_s_matches_torchmetrics_per_pair(hf_clip, tmp_path):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
         rows += [{"image": str(path), "caption": c} for c in ("a red star on snow", f"{k} blue circles")]
     ours = score_rows(hf_clip, rows, prefix="")["items"]
-    processor = CLIPProcessor(image_processor=hf_clip._image_processor, tokenizer=hf_clip._tokenizer)
     compared = 0
     for row, item in zip(rows, ours, strict=True):
-        metric = CLIPScore(model_name_or_path=lambda: (_Projected(hf_clip.inner), processor))
+        metric = torchmetrics_clipscore(hf_clip)
         image = torch.from_numpy(np.array(Image.open(row["image"]).convert("RGB"))).permute(2, 0, 1)
         metric.update(image, row["caption"])
         theirs = metric.compute().item()

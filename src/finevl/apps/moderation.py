@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field, ValidationError
 
-from finevl.data.formats import read_finecap
-from finevl.data.jsonio import read_json
+from finevl.data.formats import in_split, read_finecap
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip
 
@@ -98,8 +97,9 @@ class WorldLabels:
     @classmethod
     def load(cls, world: str | Path, split: str) -> WorldLabels:
         world = Path(world)
-        wanted = set(read_json(world / "splits.json")[split])
-        recs = [r for r in read_finecap(world / "finecap.json") if r.image_id in wanted and r.scene]
+        recs = read_finecap(world / "finecap.json")
+        wanted = set(in_split(world, split, [r.image_id for r in recs]))
+        recs = [r for r in recs if r.image_id in wanted and r.scene]
         if not recs:
             raise FinevlError(f"{world}: no images with scene records in split {split!r}")
         return cls([r.image_id for r in recs], [r.file_name for r in recs], [r.scene for r in recs])  # type: ignore[misc]

@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from finevl.data.coco import CocoInstances
-from finevl.data.formats import image_folder, read_finecap
+from finevl.data.formats import image_folder, in_split, read_finecap
 from finevl.data.images import ImageLoader
-from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
 from finevl.metrics.zeroshot import ZeroShotAccuracy
 from finevl.models.clip import Clip
@@ -40,7 +39,7 @@ def world_labels(
     inst = CocoInstances(folder / "instances.json")
     ids = sorted(inst.images)
     if split:
-        ids = [i for i in ids if i in set(read_json(folder / "splits.json")[split])]
+        ids = in_split(folder, split, ids)
     if label == "background":
         fine = {r.image_id: r for r in read_finecap(folder / "finecap.json")}
         pairs = [

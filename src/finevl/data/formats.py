@@ -83,3 +83,16 @@ def image_folder(root: str | Path) -> list[tuple[Path, str]]:
             rel = p.relative_to(root)
             out.append((p, rel.parts[0] if len(rel.parts) > 1 else ""))
     return out
+
+
+def in_split(folder: str | Path, split: str | None, ids: list[int]) -> list[int]:
+    """The ids of `ids` in one split of `folder/splits.json` (all of them for None)."""
+    if split is None:
+        return ids
+    path = Path(folder) / "splits.json"
+    splits = read_json(path)
+    if not isinstance(splits, dict) or split not in splits:
+        have = ", ".join(splits) if isinstance(splits, dict) else "none"
+        raise FinevlError(f"{path}: no split {split!r} (have {have})")
+    wanted = set(splits[split])
+    return [i for i in ids if i in wanted]

@@ -17,9 +17,8 @@ import torch
 from PIL import Image
 
 from finevl.data.coco import CocoCaptions
-from finevl.data.formats import FinecapRecord, read_finecap, read_pairs
+from finevl.data.formats import FinecapRecord, in_split, read_finecap, read_pairs
 from finevl.data.images import ImageLoader
-from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
 
 
@@ -75,13 +74,7 @@ class ImageTextSet:
         `splits.json`), one split of it or all."""
         folder, loader = Path(folder), loader or ImageLoader()
         caps = CocoCaptions(folder / "captions.json")
-        ids = sorted(caps.images)
-        if split is not None:
-            splits = read_json(folder / "splits.json")
-            if split not in splits:
-                raise FinevlError(f"{folder / 'splits.json'}: no split {split!r}")
-            wanted = set(splits[split])
-            ids = [i for i in ids if i in wanted]
+        ids = in_split(folder, split, sorted(caps.images))
         ids = ids[:limit] if limit else ids
         fine = (
             {r.image_id: r for r in read_finecap(folder / "finecap.json")}

@@ -67,3 +67,31 @@ class ClipScore:
             out["RefCLIP-S"] = torch.cat(self.ref_scores).mean().item()
             out["RefCLIP-S-j"] = torch.cat(self.ref_scores_j).mean().item()
         return out
+
+
+class ProjectedFeatures(torch.nn.Module):
+    """A Hugging Face `CLIPModel` as torchmetrics' `CLIPScore` expects it: `config`, and
+    tensors from `get_*_features` (transformers 5 returns model outputs there)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.m, self.config = model, model.config
+
+    def get_image_features(self, *args: object, **kwargs: object) -> torch.Tensor:
+        out = self.m.get_image_features(*args, **kwargs)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+    def get_text_features(self, *args: object, **kwargs: object) -> torch.Tensor:
+        out = self.m.get_text_features(*args, **kwargs)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+
+def torchmetrics_clipscore(clip: object) -> object:
+    """torchmetrics' `CLIPScore` on a finevl HF-family `Clip` (the external oracle; it
+    reports 100 * max(cos, 0) of the batch mean)."""
+    from torchmetrics.multimodal.clip_score import CLIPScore
+    from transformers import CLIPProcessor
+
+    processor = CLIPProcessor(image_processor=clip._image_processor, tokenizer=clip._tokenizer)  # type: ignore[attr-defined]
+    model = ProjectedFeatures(clip.inner)  # type: ignore[attr-defined]
+    return CLIPScore(model_name_or_path=lambda: (model, processor))

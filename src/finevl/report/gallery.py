@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw
 
 from finevl.data.coco import CocoCaptions, CocoInstances
-from finevl.data.formats import read_finecap
+from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import load_image
 from finevl.data.jsonio import read_json, write_text_atomic
 from finevl.errors import FinevlError
@@ -46,14 +46,7 @@ def overlay_masks(
 
 
 def _selected(world: Path, instances: CocoInstances, split: str | None, limit: int) -> list[int]:
-    ids = sorted(instances.images)
-    if split is not None:
-        splits = read_json(world / "splits.json")
-        if split not in splits:
-            raise FinevlError(f"{world / 'splits.json'}: no split {split!r} (have {', '.join(splits)})")
-        chosen = set(splits[split])
-        ids = [i for i in ids if i in chosen]
-    return ids[: max(0, limit)]
+    return in_split(world, split, sorted(instances.images))[: max(0, limit)]
 
 
 def write_gallery(
