@@ -120,3 +120,21 @@ def test_schedule_and_batches_are_deterministic():
     assert a.tolist() == b.tolist() and len(set(a.tolist())) == 16
     epoch = [i for s in range(6) for i in batch_indices(100, 16, s, seed=1).tolist()]
     assert len(set(epoch)) == 96  # no repeats within an epoch
+
+
+def test_grouped_batches_stay_in_one_group_and_are_seeded(world):
+    from finevl.data.imagetext import load_image_text
+    from finevl.train.contrastive import group_ids, grouped_batch_indices
+
+    data = load_image_text(world, 64, split="train")
+    groups = group_ids(data, "background")
+    assert len(groups.unique()) > 1
+    for step in range(5):
+        idx = grouped_batch_indices(groups, 8, step, seed=0)
+        assert len(idx) == 8 and len(set(idx.tolist())) == 8
+        assert idx.tolist() == grouped_batch_indices(groups, 8, step, seed=0).tolist()
+        seen = groups[idx].tolist()
+        order = list(dict.fromkeys(seen))
+        for gid in order[:-1]:  # every group but the last is taken whole, in one run
+            assert seen.count(gid) == int((groups == gid).sum())
+        assert seen == sorted(seen, key=order.index)

@@ -33,6 +33,10 @@ class ClipTrainConfig:
     max_minutes: float = field(
         default=0.0, metadata={"help": "Stop (and save) after this long; 0: no limit."}
     )
+    group_by: str = field(
+        default="",
+        metadata={"help": "Draw each batch from one group of this fact criterion (e.g. background)."},
+    )
     split: str = field(default="train", metadata={"help": "Split of a world folder to train on."})
 
     def __post_init__(self) -> None:

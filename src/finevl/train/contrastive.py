@@ -64,6 +64,30 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
     return order[k * batch : (k + 1) * batch]
 
 
+def grouped_batch_indices(groups: torch.Tensor, batch: int, step: int, seed: int) -> torch.Tensor:
+    """A global batch drawn from as few groups as possible (e.g. one background), so what a
+    group shares cannot tell its images apart: hard negatives. Groups come in a random
+    order, each shuffled, until the batch is full. Seeded by the step, like `batch_indices`."""
+    g = torch.Generator().manual_seed(seed * 100_003 + step)
+    ids = groups.unique()
+    picked: list[torch.Tensor] = []
+    for gid in ids[torch.randperm(len(ids), generator=g)]:
+        members = torch.nonzero(groups == gid).flatten()
+        picked.append(members[torch.randperm(len(members), generator=g)])
+        if sum(len(p) for p in picked) >= batch:
+            break
+    return torch.cat(picked)[:batch]
+
+
+def group_ids(data: ImageTextSet, key: str) -> torch.Tensor:
+    """Group index of every image by a fine-caption criterion's facts (e.g. `background`)."""
+    if any(f is None for f in data.fine):
+        raise FinevlError(f"--group-by {key} needs fine captions (finecap.json) for every image")
+    labels = [" ".join(f.facts.get(key, [])) for f in data.fine]  # type: ignore[union-attr]
+    index = {lab: k for k, lab in enumerate(sorted(set(labels)))}
+    return torch.tensor([index[lab] for lab in labels])
+
+
 def make_batch(
     clip: Clip, data: ImageTextSet, idx: torch.Tensor, rng: random.Random, sampler: CaptionSampler
 ) -> tuple[torch.Tensor, Any]:
@@ -118,14 +142,10 @@ def _prepare_run(cfg: ClipTrainConfig, resume: bool) -> tuple[Path, str | Path]:
     return run, cfg.model
 
 
-def train_clip(
-    cfg: ClipTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
-) -> dict:
-    """Train (or resume) a CLIP run; returns the final summary (also `run/summary.json`)."""
-    from accelerate import Accelerator
-    from open_clip import ClipLoss
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out)
+def _setup(
+    cfg: ClipTrainConfig, resume: bool, accelerator: Any
+) -> tuple[Path, Clip, ImageTextSet, Any, Any, int]:
+    """Run folder, model, data, optimizer, scheduler and the step to start from."""
     # One process checks and sets up the run folder; the others wait, then start alike.
     if accelerator.is_main_process:
         run, start_model = _prepare_run(cfg, resume)
@@ -135,25 +155,57 @@ def train_clip(
     torch.manual_seed(cfg.seed)
     clip = load_clip(start_model).train()
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if cfg.batch_size % (world * cfg.grad_accum):
+    if cfg.batch_size % (accelerator.num_processes * cfg.grad_accum):
         raise FinevlError(f"--batch-size {cfg.batch_size} must divide by processes x --grad-accum")
     opt = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
     start = _resume(run, opt, sched) if resume else 0
+    return run, clip, data, opt, sched, start
+
+
+def _log(accelerator: Any, run: Path, step: int, summary: dict[str, Any]) -> None:
+    accelerator.log(summary, step=step)
+    logger.info("step %d loss %.4f", step, summary["loss"])
+    if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
+        with (run / "log.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **summary}) + "\n")
+
+
+def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
+    """Whether the time budget is spent, agreed by every process (else one would wait forever)."""
+    if not cfg.max_minutes:
+        return False
+    late = torch.tensor(float(time.time() - began > 60 * cfg.max_minutes))
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
+
+
+def train_clip(
+    cfg: ClipTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
+) -> dict:
+    """Train (or resume) a CLIP run; returns the final summary (also `run/summary.json`)."""
+    from accelerate import Accelerator
+    from open_clip import ClipLoss
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out)
+    run, clip, data, opt, sched, start = _setup(cfg, resume, accelerator)
+    world, rank = accelerator.num_processes, accelerator.process_index
     # The scheduler stays ours: accelerate's wrapper would step it once per process.
     model, opt = accelerator.prepare(clip, opt)
     loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=rank, world_size=world)
     accelerator.init_trackers("tensorboard")
-    sampler, began, summary = CaptionSampler(), time.time(), {}
-    micro = cfg.batch_size // cfg.grad_accum
+    sampler, began, summary, step = CaptionSampler(), time.time(), {}, start - 1
+    micro, share = cfg.batch_size // cfg.grad_accum, cfg.batch_size // cfg.grad_accum // world
+    groups = group_ids(data, cfg.group_by) if cfg.group_by else None
     for step in range(start, cfg.steps):
-        idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed)
+        if groups is None:
+            idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed)
+        else:
+            idx = grouped_batch_indices(groups, cfg.batch_size, step, cfg.seed)
         rng = random.Random(cfg.seed * 1_000_003 + step)
         pixels, texts = make_batch(clip, data, idx, rng, sampler)  # the global batch, same on every rank
         total = 0.0
-        for m in range(cfg.grad_accum):
-            part = slice(m * micro + rank * (micro // world), m * micro + (rank + 1) * (micro // world))
+        for m in range(cfg.grad_accum):  # each process takes its share of each micro-batch
+            part = slice(m * micro + rank * share, m * micro + (rank + 1) * share)
             loss = contrastive_step(model, loss_fn, pixels[part], texts[part]) / cfg.grad_accum
             accelerator.backward(loss)
             total += loss.item()
@@ -171,19 +223,14 @@ def train_clip(
             "truncated": texts.truncated,
         }
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            accelerator.log(summary, step=step)
-            logger.info("step %d loss %.4f", step, total)
-            if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
-                with (run / "log.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": step, **summary}) + "\n")
+            _log(accelerator, run, step, summary)
         if progress:
             progress(1)
-        out_of_time = cfg.max_minutes and time.time() - began > 60 * cfg.max_minutes
-        if accelerator.is_main_process and (
-            (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1 or out_of_time
-        ):
+        stop = _out_of_time(accelerator, cfg, began)
+        last = (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1 or stop
+        if accelerator.is_main_process and last:
             save_checkpoint(run, clip, opt, sched, step + 1, summary)
-        if out_of_time:
+        if stop:
             break
     accelerator.end_training()
     result = {"run": str(run), "steps": step + 1, "processes": world, **summary}
