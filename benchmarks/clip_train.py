@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from peak import matmul_peak
 from finevl.data.imagetext import CaptionSampler, load_image_text
 from finevl.models.clip import load_clip
 from finevl.train.contrastive import batch_indices, make_batch
+from finevl.train.launch import finevl_command
 
 
 def step_flops_and_time(model: str, world: str, batch: int, steps: int) -> dict[str, float]:
@@ -76,28 +75,7 @@ def processes_throughput(world: str, batch: int, steps: int, processes: int) -> 
             "--warmup-steps",
             "1",
         ]
-        env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-        if processes == 1:
-            cmd = [sys.executable, "-m", "finevl.cli", *args]
-        else:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // processes))
-            cmd = [
-                sys.executable,
-                "-m",
-                "accelerate.commands.launch",
-                "--multi_gpu",
-                "--num_processes",
-                str(processes),
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
-                "-m",
-                "finevl.cli",
-                *args,
-            ]
+        cmd, env = finevl_command(args, processes)
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         summary = json.loads(Path(f"{d}/run/summary.json").read_text())
     return batch * steps / summary["seconds"]

@@ -4,9 +4,7 @@ run resumes bit-for-bit."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from safetensors.torch import load_file
 from finevl.errors import FinevlError
 from finevl.train.config import ClipTrainConfig
 from finevl.train.contrastive import batch_indices, cosine_with_warmup, train_clip
+from finevl.train.launch import finevl_command
 
 WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
 
@@ -45,35 +44,10 @@ def test_two_processes_match_one_process_on_the_whole_batch(world, tmp_path):
         "--save-every",
         "1",
     ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    one = subprocess.run(
-        [sys.executable, "-m", "finevl.cli", *args, "--out", str(tmp_path / "one")],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert one.returncode == 0, one.stderr[-2000:]
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
-    two = subprocess.run(
-        [*launcher, "-m", "finevl.cli", *args, "--out", str(tmp_path / "two")],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert two.returncode == 0, two.stderr[-2000:]
+    for name, processes in (("one", 1), ("two", 2)):
+        cmd, env = finevl_command([*args, "--out", str(tmp_path / name)], processes)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
     s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert s1["processes"] == 1 and s2["processes"] == 2
