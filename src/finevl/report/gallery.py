@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +14,9 @@ from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import load_image
 from finevl.data.jsonio import read_json, write_text_atomic
 from finevl.errors import FinevlError
+from finevl.report.encode import image_data_uri
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
-
-
-def _data_uri(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def overlay_masks(
@@ -78,8 +71,8 @@ def write_gallery(
                 "id": image_id,
                 "split": split_of.get(image_id, ""),
                 "file": info.file_name,
-                "image": _data_uri(image),
-                "masks": _data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),
+                "image": image_data_uri(image),
+                "masks": image_data_uri(overlay_masks(image, masks, [a.bbox for a in anns])),
                 "fine": fine[image_id].caption if image_id in fine else "",
                 "facts": fine[image_id].facts if image_id in fine else {},
                 "coarse": captions.captions.get(image_id, []),

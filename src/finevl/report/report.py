@@ -12,7 +12,7 @@ from PIL import Image
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
-from finevl.report.gallery import _data_uri
+from finevl.report.encode import image_data_uri
 from finevl.report.plots import confusion, curve
 
 
@@ -35,7 +35,7 @@ def _thumb(world: Path | None, file_name: str) -> str | None:
     if world is None or not (world / "images" / file_name).is_file():
         return None
     image = load_image(world / "images" / file_name)
-    return _data_uri(image.resize((96, 96), Image.NEAREST))
+    return image_data_uri(image.resize((96, 96), Image.NEAREST))
 
 
 def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[dict]]:
