@@ -217,17 +217,17 @@ def save_policy(policy: Policy, path: str | Path) -> None:
 
 def write_flags_csv(path: str | Path, policy: Policy, rows: list[dict[str, Any]]) -> None:
     """Per image: a score column and a flag column per criterion."""
-    import csv
-    import io
-
-    from finevl.data.jsonio import write_text_atomic
+    from finevl.data.jsonio import write_csv_atomic
 
     names = [c.name for c in policy.criteria]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["image", *(f"{n}_score" for n in names), *(f"{n}_flag" for n in names)])
-    for r in rows:
-        writer.writerow(
-            [r["image"], *(r["scores"][n] for n in names), *(int(n in r["flags"]) for n in names)]
-        )
-    write_text_atomic(path, buf.getvalue())
+    write_csv_atomic(
+        path,
+        [
+            {
+                "image": r["image"],
+                **{f"{n}_score": r["scores"][n] for n in names},
+                **{f"{n}_flag": int(n in r["flags"]) for n in names},
+            }
+            for r in rows
+        ],
+    )

@@ -95,13 +95,6 @@ def score_rows(
 
 def write_items_csv(path: str | Path, items: list[dict[str, Any]]) -> None:
     """Per-item scores as CSV (atomic)."""
-    import io
+    from finevl.data.jsonio import write_csv_atomic
 
-    from finevl.data.jsonio import write_text_atomic
-
-    columns = list(dict.fromkeys(k for item in items for k in item))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(items)
-    write_text_atomic(path, buf.getvalue())
+    write_csv_atomic(path, items)

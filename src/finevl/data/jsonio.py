@@ -112,3 +112,16 @@ class StreamedJson:
                 out.write(f",\n{dumps(name)}:{dumps(value)}")
             out.write("}\n")
         os.replace(tmp, self.path)
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Rows as CSV with a header (columns: given, else every key in first-seen order), atomically."""
+    import csv
+    import io
+
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
