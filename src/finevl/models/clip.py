@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 PRESETS = Path(__file__).parent / "presets"
 OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS = "open_clip_config.json", "open_clip_model.safetensors"
 MAX_LOGIT_SCALE = 100.0
+INFERENCE_TOKENS = 2048
 Family = Literal["open_clip", "hf"]
 
 
@@ -87,14 +88,7 @@ class Clip(nn.Module):
         else:
             full = self._tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
             lengths = [len(x) for x in full]
-            enc = self._tokenizer(
-                texts,
-                padding="max_length",
-                truncation=True,
-                max_length=self.context_length,
-                return_tensors="pt",
-            )
-            ids, mask = enc["input_ids"], enc["attention_mask"]
+            ids, mask = self._pad_truncate(full)
         ids, mask = self._trim(ids, mask, min(max(lengths), self.context_length))
         truncated = sum(n > self.context_length for n in lengths)
         if truncated:
@@ -102,6 +96,18 @@ class Clip(nn.Module):
                 "%d of %d captions truncated to %d tokens", truncated, len(texts), self.context_length
             )
         return TextBatch(ids, mask, truncated)
+
+    def _pad_truncate(self, full: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """HF ids to one padded batch, cut as HF's truncation cuts (first tokens, then
+        end-of-text): one tokenizer pass instead of two."""
+        n, eos = self.context_length, self._tokenizer.eos_token_id
+        cut = [x if len(x) <= n else [*x[: n - 1], eos] for x in full]
+        longest = max(len(x) for x in cut)
+        ids = torch.full((len(cut), longest), self._tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(cut), longest), dtype=torch.long)
+        for k, x in enumerate(cut):
+            ids[k, : len(x)], mask[k, : len(x)] = torch.tensor(x), 1
+        return ids, mask
 
     def _trim(
         self, ids: torch.Tensor, mask: torch.Tensor | None, longest: int
@@ -164,31 +170,49 @@ class Clip(nn.Module):
         return F.normalize(feats, dim=-1) if normalize else feats
 
     # -- batched inference -----------------------------------------------------------
-    @torch.no_grad()
-    def embed_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        """(T, D) unit embeddings of many texts, in batches, without gradients."""
-        batch = self.tokenize(texts)
-        return torch.cat(
-            [self.encode_text(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
-        )
+    def _chunk(self, tokens_per_item: int) -> int:
+        """Items per inference batch. On CPUs a chunk of about `INFERENCE_TOKENS` tokens keeps
+        the activations in cache: 32 images of 65 tokens run about 2x faster than 256."""
+        if next(self.parameters()).device.type != "cpu":
+            return 256
+        return max(1, INFERENCE_TOKENS // tokens_per_item)
 
-    @torch.no_grad()
-    def embed_pixels(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def _image_tokens(self) -> int:
+        """Sequence length of the image tower (ViTs: patches + class token; else a proxy)."""
+        patch = (
+            self.inner.config.vision_config.patch_size
+            if self.family == "hf"
+            else _side(getattr(self.inner.visual, "patch_size", 8))
+        )
+        return (self.image_size // patch) ** 2 + 1
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
+        """(T, D) unit embeddings of many texts, in cache-sized batches, without gradients."""
+        batch = self.tokenize(texts)
+        step = batch_size or self._chunk(batch.ids.shape[1])
+        return torch.cat([self.encode_text(batch[i : i + step]) for i in range(0, len(batch), step)])
+
+    @torch.inference_mode()
+    def embed_pixels(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """(N, D) unit embeddings of (N, 3, S, S) uint8 images at `image_size`."""
+        step = batch_size or self._chunk(self._image_tokens())
         return torch.cat(
             [
-                self.encode_image(self.normalize_pixels(images[i : i + batch_size]))
-                for i in range(0, len(images), batch_size)
+                self.encode_image(self.normalize_pixels(images[i : i + step]))
+                for i in range(0, len(images), step)
             ]
         )
 
-    @torch.no_grad()
-    def embed_images(self, images: list[Image.Image], batch_size: int = 256) -> torch.Tensor:
+    @torch.inference_mode()
+    def embed_images(self, images: list[Image.Image], batch_size: int | None = None) -> torch.Tensor:
         """(N, D) unit embeddings of PIL images through the checkpoint's own preprocessing."""
-        batches = range(0, len(images), batch_size)
-        return torch.cat(
-            [self.encode_image(self.preprocess_batch(images[i : i + batch_size])) for i in batches]
-        )
+        step = batch_size or self._chunk(self._image_tokens())
+        feats = []
+        for i in range(0, len(images), 256):  # HF processors are faster on whole batches
+            pixels = self.preprocess_batch(images[i : i + 256])
+            feats += [self.encode_image(pixels[k : k + step]) for k in range(0, len(pixels), step)]
+        return torch.cat(feats)
 
     def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
         """(B, 3, S, S) model input; HF processors run once per batch (much faster)."""
