@@ -24,8 +24,9 @@ from peak import matmul_peak
 
 from finevl.data.imagetext import CaptionSampler, load_image_text
 from finevl.models.clip import load_clip
-from finevl.train.contrastive import batch_indices, make_batch
+from finevl.train.contrastive import make_batch
 from finevl.train.launch import finevl_command
+from finevl.train.loop import batch_indices
 
 
 def step_flops_and_time(model: str, world: str, batch: int, steps: int) -> dict[str, float]:

@@ -119,3 +119,29 @@ def test_bad_model_directories_are_one_clear_error(saved, tmp_path):
 
 def test_presets_are_listed():
     assert set(PRESETS) <= set(presets())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_trimmed_text_encoding_equals_the_libraries_own(saved, name):
+    clip, _ = saved[name]
+    clip.eval()
+    texts = ["a red star", "a small blue striped circle left of a green box on snow"]
+    ours = clip.encode_text(clip.tokenize(texts), normalize=False)
+    assert clip.tokenize(texts).ids.shape[1] < clip.context_length  # trimmed
+    with torch.no_grad():
+        if clip.family == "open_clip":
+            theirs = clip.inner.encode_text(clip._tokenizer(texts, clip.context_length))
+        else:
+            enc = clip._tokenizer(
+                texts, padding="max_length", max_length=clip.context_length, return_tensors="pt"
+            )
+            theirs = clip.inner.get_text_features(**enc)
+            theirs = getattr(theirs, "pooler_output", theirs)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_image_tokens_are_per_position_features(saved, name):
+    clip, _ = saved[name]
+    tokens = clip.eval().embed_pixels(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), tokens=True)
+    assert tokens.ndim == 3 and tokens.shape[0] == 2 and tokens.shape[1] >= 4

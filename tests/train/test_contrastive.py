@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 
 from finevl.errors import FinevlError
 from finevl.train.config import ClipTrainConfig
-from finevl.train.contrastive import batch_indices, cosine_with_warmup, train_clip
+from finevl.train.contrastive import train_clip
 from finevl.train.launch import finevl_command
+from finevl.train.loop import batch_indices, cosine_with_warmup
 
 WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
 

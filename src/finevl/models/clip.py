@@ -115,37 +115,43 @@ class Clip(nn.Module):
         """Drop padding columns past the longest text: the causal text towers pool at the
         end-of-text token, which never sees later positions, so outputs are unchanged and
         short captions cost less. Only for pooling that allows it (argmax/eos)."""
-        trimmable = (
-            type(self.inner).__name__ == "CLIP" and getattr(self.inner, "text_pool_type", None) == "argmax"
-        )
-        if self.family == "open_clip" and not trimmable:
+        if self.family == "open_clip" and not self._clip_text_tower():
             return ids, mask
         return ids[:, :longest], None if mask is None else mask[:, :longest]
 
     def encode_text(self, texts: TextBatch, normalize: bool = True) -> torch.Tensor:
         """(B, D) text embeddings, unit length unless `normalize=False`."""
-        if self.family == "open_clip":
-            feats = self._open_clip_text(texts.ids)
+        if self.family == "open_clip" and not self._clip_text_tower():
+            feats = self.inner.encode_text(texts.ids)  # custom (e.g. HF) text towers: as they are
         else:
-            feats = _pooled(
-                self.inner.get_text_features(input_ids=texts.ids, attention_mask=texts.attention_mask)
-            )
+            feats = self.project_text(self.encode_text_pooled(texts))
         return F.normalize(feats, dim=-1) if normalize else feats
 
-    def _open_clip_text(self, ids: torch.Tensor) -> torch.Tensor:
-        """open_clip's `CLIP.encode_text` (unnormalised), step for step, on a context
-        trimmed to the batch's longest text (positional embedding and causal mask sliced)."""
-        m = self.inner
-        n = ids.shape[1]
-        if n == m.positional_embedding.shape[0]:
-            return m.encode_text(ids)
+    def _clip_text_tower(self) -> bool:
+        return type(self.inner).__name__ == "CLIP" and getattr(self.inner, "text_pool_type", None) == "argmax"
+
+    def encode_text_pooled(self, texts: TextBatch) -> torch.Tensor:
+        """(B, width) the text transformer's pooled end-of-text output, before the projection
+        (what seed 000's grammar head reads)."""
+        if self.family == "hf":
+            out = self.inner.text_model(input_ids=texts.ids, attention_mask=texts.attention_mask)
+            return out.pooler_output
+        if not self._clip_text_tower():
+            raise FinevlError(f"{self.name}: its text tower has no CLIP-style pooled output")
         from open_clip.transformer import text_global_pool
 
+        # open_clip's `CLIP.encode_text` step for step, on a context trimmed to the batch's
+        # longest text (positional embedding and causal mask sliced)
+        m, n = self.inner, texts.ids.shape[1]
         cast = m.transformer.get_cast_dtype()
-        x = m.token_embedding(ids).to(cast) + m.positional_embedding[:n].to(cast)  # (B, n, width)
+        x = m.token_embedding(texts.ids).to(cast) + m.positional_embedding[:n].to(cast)
         x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
-        x = text_global_pool(x, ids, m.text_pool_type)
-        return m.text_projection(x) if isinstance(m.text_projection, nn.Linear) else x @ m.text_projection
+        return text_global_pool(x, texts.ids, m.text_pool_type)
+
+    def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The text projection into the joint space (unnormalised)."""
+        proj = self.inner.text_projection
+        return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
 
     # -- images ----------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -168,6 +174,21 @@ class Clip(nn.Module):
         else:
             feats = _pooled(self.inner.get_image_features(pixel_values=pixels))
         return F.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, N, W) the image tower's token features (ViT: class + patch tokens before the
+        projection; timm towers: the last stage map's positions): what a captioner attends to."""
+        if self.family == "hf":
+            return self.inner.vision_model(pixel_values=pixels).last_hidden_state
+        visual = self.inner.visual
+        if hasattr(visual, "trunk"):
+            return visual.trunk.forward_features(pixels).flatten(2).transpose(1, 2)
+        keep, visual.output_tokens = visual.output_tokens, True
+        try:
+            _, tokens = visual(pixels)
+        finally:
+            visual.output_tokens = keep
+        return tokens
 
     # -- batched inference -----------------------------------------------------------
     def _chunk(self, tokens_per_item: int) -> int:
@@ -194,14 +215,15 @@ class Clip(nn.Module):
         return torch.cat([self.encode_text(batch[i : i + step]) for i in range(0, len(batch), step)])
 
     @torch.inference_mode()
-    def embed_pixels(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """(N, D) unit embeddings of (N, 3, S, S) uint8 images at `image_size`."""
+    def embed_pixels(
+        self, images: torch.Tensor, batch_size: int | None = None, tokens: bool = False
+    ) -> torch.Tensor:
+        """(N, D) unit embeddings of (N, 3, S, S) uint8 images at `image_size`; with
+        `tokens`, (N, T, W) token features instead (`encode_image_tokens`)."""
         step = batch_size or self._chunk(self._image_tokens())
+        encode = self.encode_image_tokens if tokens else self.encode_image
         return torch.cat(
-            [
-                self.encode_image(self.normalize_pixels(images[i : i + step]))
-                for i in range(0, len(images), step)
-            ]
+            [encode(self.normalize_pixels(images[i : i + step])) for i in range(0, len(images), step)]
         )
 
     @torch.inference_mode()

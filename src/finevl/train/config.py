@@ -46,3 +46,77 @@ class ClipTrainConfig:
             raise FinevlError("--steps must be >= 1, --batch-size >= 2 and --grad-accum >= 1")
         if self.lr <= 0:
             raise FinevlError("--lr must be positive")
+
+
+@dataclass
+class RunConfig:
+    """What every captioning trainer shares: data, run folder, schedule, bookkeeping."""
+
+    data: str = field(default="", metadata={"help": "World folder (images + captions.json)."})
+    out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
+    steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=32, metadata={"help": "Images per step."})
+    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (matrices only)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm; 0: no clipping."})
+    seed: int = field(default=0, metadata={"help": "Seed of init, batch order and sampling."})
+    save_every: int = field(default=200, metadata={"help": "Checkpoint every N steps."})
+    log_every: int = field(default=20, metadata={"help": "Log every N steps."})
+    max_minutes: float = field(default=0.0, metadata={"help": "Stop (and save) after this long; 0: none."})
+    split: str = field(default="train", metadata={"help": "Split of the world folder to train on."})
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.out:
+            raise FinevlError("--data and --out are required")
+        if self.steps < 1 or self.batch_size < 1:
+            raise FinevlError("--steps and --batch-size must be >= 1")
+        if self.lr <= 0:
+            raise FinevlError("--lr must be positive")
+
+
+@dataclass
+class CaptionTrainConfig(RunConfig):
+    """Settings of `finevl caption train` (MLE on the references)."""
+
+    clip: str = field(default="", metadata={"help": "Frozen CLIP whose image tokens the captioner reads."})
+    model: str = field(default="", metadata={"help": "Captioner to start from; empty: a new one."})
+    d_model: int = field(default=256, metadata={"help": "Decoder width (new captioner)."})
+    layers: int = field(default=3, metadata={"help": "Decoder layers (new captioner)."})
+    heads: int = field(default=4, metadata={"help": "Attention heads (new captioner)."})
+    max_length: int = field(default=32, metadata={"help": "Longest training caption in tokens."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.clip and not self.model:
+            raise FinevlError("--clip is required for a new captioner")
+
+
+@dataclass
+class ScstConfig(RunConfig):
+    """Settings of `finevl caption scst` (upstream: Adam 5e-6 constant, clip 0.1, 5 samples,
+    greedy baseline, length 20; 2.0 x CLIP-S + 1.0 x CIDEr-D or + 1.0 x grammar)."""
+
+    model: str = field(default="", metadata={"help": "Captioner to start from (the MLE run's model)."})
+    clip: str = field(default="", metadata={"help": "Reward CLIP; empty: the captioner's own CLIP."})
+    grammar: str = field(default="", metadata={"help": "Grammar model folder (finevl grammar train)."})
+    clip_s_weight: float = field(default=2.0, metadata={"help": "Weight of CLIP-S in the reward."})
+    cider_weight: float = field(default=0.0, metadata={"help": "Weight of CIDEr-D (training refs' df)."})
+    refclip_weight: float = field(default=0.0, metadata={"help": "Weight of RefCLIP-S."})
+    grammar_weight: float = field(default=0.0, metadata={"help": "Weight of P(grammatical)."})
+    samples: int = field(default=5, metadata={"help": "Sampled captions per image."})
+    baseline: str = field(default="greedy", metadata={"help": "greedy (upstream) or mean (of the others)."})
+    max_new_tokens: int = field(default=20, metadata={"help": "Longest sampled caption."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model:
+            raise FinevlError("--model (the captioner to fine-tune) is required")
+        if self.baseline not in ("greedy", "mean"):
+            raise FinevlError(f"--baseline must be greedy or mean, not {self.baseline!r}")
+        if self.samples < 2 and self.baseline == "mean":
+            raise FinevlError("--baseline mean needs --samples >= 2")
+        if self.grammar_weight and not self.grammar:
+            raise FinevlError("--grammar-weight needs --grammar")
+        if not any((self.clip_s_weight, self.cider_weight, self.refclip_weight, self.grammar_weight)):
+            raise FinevlError("every reward weight is 0: nothing to optimise")

@@ -11,57 +11,31 @@ sampled at varying detail each step; TensorBoard logs; atomic checkpoints every
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from finevl.data.files import replace_dir, temp_sibling
 from finevl.data.imagetext import CaptionSampler, ImageTextSet, load_image_text
-from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import ClipTrainConfig
+from finevl.train.loop import (
+    batch_indices,
+    cosine_with_warmup,
+    log_step,
+    param_groups,
+    prepare_run,
+    resume_state,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up to 1, then cosine decay to 0 at `total`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only: no decay on gains, biases, embeddings' scale or temperature."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
-    """The global batch of a step: a seeded permutation per epoch, so any step (and any
-    resumed run) draws exactly the same samples."""
-    per_epoch = max(1, n // batch)
-    epoch, k = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[k * batch : (k + 1) * batch]
 
 
 def grouped_batch_indices(groups: torch.Tensor, batch: int, step: int, seed: int) -> torch.Tensor:
@@ -104,54 +78,16 @@ def contrastive_step(
     return loss_fn(image_features, text_features, scale)
 
 
-def save_checkpoint(run: Path, clip: Clip, opt: Any, sched: Any, step: int, summary: dict[str, Any]) -> None:
-    """Write `run/checkpoint/` atomically: the model in its family's layout, optimizer and
-    scheduler state (`state.pt`, read back with weights_only=True) and progress."""
-    tmp = temp_sibling(run / "checkpoint")
-    clip.save(tmp / "model")
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "state.pt")
-    write_json_atomic(tmp / "progress.json", {"step": step, **summary})
-    replace_dir(tmp, run / "checkpoint")
-
-
-def _resume(run: Path, opt: Any, sched: Any) -> int:
-    ckpt = run / "checkpoint"
-    if not (ckpt / "progress.json").is_file():
-        return 0
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    return int(read_json(ckpt / "progress.json")["step"])
-
-
-def _prepare_run(cfg: ClipTrainConfig, resume: bool) -> tuple[Path, str | Path]:
-    """The run folder, and the model to start from (the checkpoint when resuming)."""
-    run = Path(cfg.out)
-    ckpt_model = run / "checkpoint" / "model"
-    if resume and ckpt_model.is_dir():
-        saved = read_json(run / "config.json")
-        if {k: v for k, v in saved.items() if k not in ("max_minutes",)} != {
-            k: v for k, v in asdict(cfg).items() if k not in ("max_minutes",)
-        }:
-            raise FinevlError(f"{run}: --resume with different settings than {run / 'config.json'}")
-        return run, ckpt_model
-    if run.exists() and any(run.iterdir()) and not resume:
-        raise FinevlError(f"{run}: run folder is not empty; pass --resume to continue it")
-    run.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run / "config.json", asdict(cfg))
-    return run, cfg.model
-
-
 def _setup(
     cfg: ClipTrainConfig, resume: bool, accelerator: Any
 ) -> tuple[Path, Clip, ImageTextSet, Any, Any, int]:
     """Run folder, model, data, optimizer, scheduler and the step to start from."""
     # One process checks and sets up the run folder; the others wait, then start alike.
     if accelerator.is_main_process:
-        run, start_model = _prepare_run(cfg, resume)
+        run, start_model = prepare_run(cfg, resume)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
-        run, start_model = _prepare_run(cfg, resume=True) if resume else (Path(cfg.out), cfg.model)
+        run, start_model = prepare_run(cfg, resume=True) if resume else (Path(cfg.out), cfg.model)
     torch.manual_seed(cfg.seed)
     clip = load_clip(start_model).train()
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
@@ -159,16 +95,8 @@ def _setup(
         raise FinevlError(f"--batch-size {cfg.batch_size} must divide by processes x --grad-accum")
     opt = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
-    start = _resume(run, opt, sched) if resume else 0
+    start = resume_state(run, opt, sched) if resume else 0
     return run, clip, data, opt, sched, start
-
-
-def _log(accelerator: Any, run: Path, step: int, summary: dict[str, Any]) -> None:
-    accelerator.log(summary, step=step)
-    logger.info("step %d loss %.4f", step, summary["loss"])
-    if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
-        with (run / "log.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **summary}) + "\n")
 
 
 def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
@@ -223,7 +151,7 @@ def train_clip(
             "truncated": texts.truncated,
         }
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            _log(accelerator, run, step, summary)
+            log_step(accelerator, run, step, summary)
         if progress:
             progress(1)
         stop = _out_of_time(accelerator, cfg, began)

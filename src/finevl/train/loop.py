@@ -1,0 +1,143 @@
+"""What every finevl trainer shares: the learning-rate schedule, AdamW parameter groups,
+seeded batch order, the run folder (config check on resume), atomic checkpoints that resume
+bit-for-bit, and the JSONL curve next to TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.errors import FinevlError
+
+logger = logging.getLogger(__name__)
+
+
+def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up to 1, then cosine decay to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only: no decay on gains, biases, embeddings' scale or temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
+    """The global batch of a step: a seeded permutation per epoch, so any step (and any
+    resumed run) draws exactly the same samples."""
+    per_epoch = max(1, n // batch)
+    epoch, k = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return order[k * batch : (k + 1) * batch]
+
+
+def save_checkpoint(run: Path, model: Any, opt: Any, sched: Any, step: int, summary: dict[str, Any]) -> None:
+    """Write `run/checkpoint/` atomically: the model (anything with `.save(dir)`), optimizer and
+    scheduler state (`state.pt`, read back with weights_only=True) and progress."""
+    tmp = temp_sibling(run / "checkpoint")
+    model.save(tmp / "model")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "state.pt")
+    write_json_atomic(tmp / "progress.json", {"step": step, **summary})
+    replace_dir(tmp, run / "checkpoint")
+
+
+def resume_state(run: Path, opt: Any, sched: Any) -> int:
+    ckpt = run / "checkpoint"
+    if not (ckpt / "progress.json").is_file():
+        return 0
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return int(read_json(ckpt / "progress.json")["step"])
+
+
+def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
+    """The run folder, and the model to start from (the checkpoint when resuming). `cfg` is a
+    trainer's config dataclass with `out` and `model`; resuming needs the same settings."""
+    run = Path(cfg.out)
+    ckpt_model = run / "checkpoint" / "model"
+    if resume and ckpt_model.is_dir():
+        saved = read_json(run / "config.json")
+        if {k: v for k, v in saved.items() if k not in ("max_minutes",)} != {
+            k: v for k, v in asdict(cfg).items() if k not in ("max_minutes",)
+        }:
+            raise FinevlError(f"{run}: --resume with different settings than {run / 'config.json'}")
+        return run, ckpt_model
+    if run.exists() and any(run.iterdir()) and not resume:
+        raise FinevlError(f"{run}: run folder is not empty; pass --resume to continue it")
+    run.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run / "config.json", asdict(cfg))
+    return run, cfg.model
+
+
+def log_step(accelerator: Any, run: Path, step: int, summary: dict[str, Any]) -> None:
+    accelerator.log(summary, step=step)
+    logger.info("step %d loss %.4f", step, summary["loss"])
+    if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
+        with (run / "log.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **summary}) + "\n")
+
+
+class Run:
+    """One single-process training run's bookkeeping: the run folder (config checked on
+    resume), AdamW with warm-up + cosine, TensorBoard + JSONL logs, the time budget and
+    atomic checkpoints. The loop itself stays in the trainer, readable top to bottom."""
+
+    def __init__(self, cfg: Any, resume: bool):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.folder, self.start_model = prepare_run(cfg, resume)
+        self.resume = resume
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out
+        )
+        self.accelerator.init_trackers("tensorboard")
+        self.began = time.time()
+
+    def optimizer(self, model: torch.nn.Module, constant: bool = False) -> tuple[Any, Any, int]:
+        """(AdamW, schedule, first step): resumed state when resuming."""
+        opt = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
+        factor = (lambda _: 1.0) if constant else cosine_with_warmup(self.cfg.warmup_steps, self.cfg.steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        start = resume_state(self.folder, opt, sched) if self.resume else 0
+        return opt, sched, start
+
+    def end_step(self, step: int, model: Any, opt: Any, sched: Any, summary: dict[str, Any]) -> bool:
+        """Log, checkpoint when due; True when the time budget is spent (saved, stop now)."""
+        summary["seconds"] = time.time() - self.began
+        last = step == self.cfg.steps - 1
+        if step % self.cfg.log_every == 0 or last:
+            log_step(self.accelerator, self.folder, step, summary)
+        stop = bool(self.cfg.max_minutes) and summary["seconds"] > 60 * self.cfg.max_minutes
+        if (step + 1) % self.cfg.save_every == 0 or last or stop:
+            save_checkpoint(self.folder, model, opt, sched, step + 1, summary)
+        return stop
+
+    def finish(self, steps: int, summary: dict[str, Any]) -> dict[str, Any]:
+        self.accelerator.end_training()
+        result = {"run": str(self.folder), "steps": steps, **summary}
+        write_json_atomic(self.folder / "summary.json", result)
+        return result

@@ -1,0 +1,83 @@
+"""MLE (teacher-forced cross-entropy) training of the captioner on the references only,
+as the paper trains on COCO's: for FineShapes, the five coarse references per image.
+
+The CLIP image tower is frozen, so its token features are computed once and the steps train
+the decoder alone. Each step takes `batch_size` images with all their references; the
+torch seed is set from the step, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finevl.data.imagetext import ImageTextSet, load_image_text
+from finevl.data.tokenizer import corpus_texts, train_word_tokenizer
+from finevl.errors import FinevlError
+from finevl.models.captioner import CaptionerBundle, load_captioner, new_captioner
+from finevl.models.clip import Clip, load_clip
+from finevl.train.config import CaptionTrainConfig
+from finevl.train.loop import Run, batch_indices
+
+
+def captioning_data(data: str | Path, clip: Clip, split: str = "train") -> tuple[ImageTextSet, torch.Tensor]:
+    """A world split in memory and its frozen CLIP image-token features (N, T, W)."""
+    images = load_image_text(data, clip.image_size, split=split)
+    if any(not refs for refs in images.refs):
+        raise FinevlError(f"{data}: every image needs reference captions (captions.json)")
+    return images, clip.eval().embed_pixels(images.images, tokens=True)
+
+
+def _start(cfg: CaptionTrainConfig, run: Run, vision_dim: int) -> CaptionerBundle:
+    if run.start_model:
+        bundle = load_captioner(run.start_model)
+        if bundle.model.config.vision_dim != vision_dim:
+            raise FinevlError(f"{run.start_model}: reads features of width {bundle.model.config.vision_dim}")
+        return bundle
+    tokenizer = train_word_tokenizer(corpus_texts(cfg.data), run.folder / "tokenizer")
+    sizes = {"d_model": cfg.d_model, "layers": cfg.layers, "heads": cfg.heads}
+    return new_captioner(tokenizer, vision_dim, cfg.clip, **sizes)
+
+
+def mle_batch(
+    bundle: CaptionerBundle, refs: list[list[str]], idx: torch.Tensor, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows of images, input ids, labels): one row per (image, reference)."""
+    rows = [i for i in idx.tolist() for _ in refs[i]]
+    ids, labels = bundle.encode([r for i in idx.tolist() for r in refs[i]], max_length)
+    return torch.tensor(rows), ids, labels
+
+
+def train_captioner(
+    cfg: CaptionTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Train (or resume) a captioner by MLE; returns the summary (also `run/summary.json`)."""
+    run = Run(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    clip_name = cfg.clip or load_captioner(cfg.model).model.config.clip_model
+    data, feats = captioning_data(cfg.data, load_clip(clip_name), cfg.split)
+    bundle = _start(cfg, run, feats.shape[-1])
+    model = bundle.model.train()
+    opt, sched, start = run.optimizer(model)
+    summary: dict[str, Any] = {}
+    step = start - 1
+    for step in range(start, cfg.steps):
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, reproducible on resume
+        rows, ids, labels = mle_batch(
+            bundle, data.refs, batch_indices(len(data), cfg.batch_size, step, cfg.seed), cfg.max_length
+        )
+        loss = model(feats[rows], ids, labels=labels).loss
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        summary = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": sched.get_last_lr()[0]}
+        if progress:
+            progress(1)
+        if run.end_step(step, bundle, opt, sched, summary):
+            break
+    return run.finish(step + 1, summary)
