@@ -15,7 +15,7 @@ import typer
 
 from finevl.errors import FinevlError
 from finevl.options import config_options
-from finevl.train.config import ClipTrainConfig
+from finevl.train.config import CaptionTrainConfig, ClipTrainConfig, GrammarTrainConfig, ScstConfig
 from finevl.world.config import WorldConfig
 
 app = typer.Typer(
@@ -32,6 +32,12 @@ app.add_typer(data_app, name="data")
 app.add_typer(clip_app, name="clip")
 index_app = typer.Typer(help="Search: a faiss index of image embeddings on disk.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+caption_app = typer.Typer(help="Captioner: MLE, SCST with CLIP reward, generation.", no_args_is_help=True)
+app.add_typer(caption_app, name="caption")
+grammar_app = typer.Typer(help="Grammar head on CLIP's text tower (SCST reward).", no_args_is_help=True)
+app.add_typer(grammar_app, name="grammar")
+finecap_app = typer.Typer(help="Fine-grained caption evaluation (FineCapEval-style).", no_args_is_help=True)
+app.add_typer(finecap_app, name="finecap")
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Checkpoint dir (open_clip or HF), preset, or open_clip arch.")
@@ -274,6 +280,69 @@ def clip_caption(
     preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
     write_json_atomic(out, preds)
     _emit({"predictions": str(out), "images": len(preds), "pool": len(texts)})
+
+
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")]
+
+
+def _train(trainer: Any, config: Any, resume: bool) -> None:
+    with _progress(config.steps, "training") as bar:
+        task = bar.add_task("train", total=config.steps)
+        _emit(trainer(config, resume=resume, progress=lambda k: bar.advance(task, k)))
+
+
+@caption_app.command("train")
+@config_options(CaptionTrainConfig)
+def caption_train(config: CaptionTrainConfig, resume: ResumeOpt = False) -> None:
+    """MLE training of a captioner on the references (a world's coarse captions)."""
+    from finevl.train.mle import train_captioner
+
+    _train(train_captioner, config, resume)
+
+
+@caption_app.command("scst")
+@config_options(ScstConfig)
+def caption_scst(config: ScstConfig, resume: ResumeOpt = False) -> None:
+    """Self-critical RL: CLIP-S, CIDEr-D, RefCLIP-S and grammar rewards, weighted."""
+    from finevl.train.scst import train_scst
+
+    _train(train_scst, config, resume)
+
+
+@grammar_app.command("train")
+@config_options(GrammarTrainConfig)
+def grammar_train(config: GrammarTrainConfig, resume: ResumeOpt = False) -> None:
+    """Fine-tune CLIP's text tower with a grammar head (contrastive + grammar loss)."""
+    from finevl.train.grammar import train_grammar
+
+    _train(train_grammar, config, resume)
+
+
+@caption_app.command("generate")
+def caption_generate(
+    model: Annotated[Path, typer.Option("--model", help="Captioner folder (a run's checkpoint/model).")],
+    data: Annotated[Path, typer.Option("--data", help="Images: a world folder, shards or JSONL pairs.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions, COCO results format.")],
+    split: Annotated[str | None, typer.Option("--split", help="Split of --data.")] = "test",
+    decoding: Annotated[str, typer.Option("--decoding", help="greedy, beam or sample.")] = "greedy",
+    beams: Annotated[int, typer.Option("--beams", help="Beam width.")] = 3,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="At most 64.")] = 20,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N images.")] = None,
+) -> None:
+    """Caption images with a trained captioner (its own CLIP computes the image tokens)."""
+    from finevl.apps.captioning import generate_captions
+    from finevl.data.imagetext import load_image_text
+    from finevl.data.jsonio import write_json_atomic
+    from finevl.models.captioner import load_captioner
+    from finevl.models.clip import load_clip
+
+    bundle = load_captioner(model)
+    clip = load_clip(bundle.model.config.clip_model)
+    images = load_image_text(data, clip.image_size, split=split, limit=limit)
+    captions = generate_captions(bundle, clip, images.images, decoding, beams, max_new_tokens)
+    preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
+    write_json_atomic(out, preds)
+    _emit({"predictions": str(out), "images": len(preds), "decoding": decoding})
 
 
 @app.command("score")

@@ -120,3 +120,19 @@ class ScstConfig(RunConfig):
             raise FinevlError("--grammar-weight needs --grammar")
         if not any((self.clip_s_weight, self.cider_weight, self.refclip_weight, self.grammar_weight)):
             raise FinevlError("every reward weight is 0: nothing to optimise")
+
+
+@dataclass
+class GrammarTrainConfig(RunConfig):
+    """Settings of `finevl grammar train` (upstream: AdamW 1e-4, weight decay 0.01,
+    contrastive + grammar cross-entropy 1:1, image tower frozen)."""
+
+    clip: str = field(default="", metadata={"help": "CLIP to fine-tune (its text tower and projection)."})
+    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    eval_split: str = field(default="val", metadata={"help": "Split whose references test the head."})
+    model: str = field(default="", metadata={"help": "(internal) start model; the CLIP when empty."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.clip:
+            raise FinevlError("--clip is required")

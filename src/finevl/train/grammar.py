@@ -1,0 +1,95 @@
+"""Training seed 000's grammar head: CLIP's text tower, its projection and the head learn
+together from the contrastive loss (against frozen image embeddings, so retrieval does not
+collapse) plus the cross-entropy of grammatical vs corrupted captions, 1:1. Each step takes
+one reference per image and one negative of it (`finevl.data.negatives`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from finevl.data.imagetext import load_image_text
+from finevl.data.negatives import KINDS, caption_vocabulary, make_negative
+from finevl.models.clip import load_clip
+from finevl.models.grammar import GrammarModel, load_grammar
+from finevl.train.config import GrammarTrainConfig
+from finevl.train.loop import Run, batch_indices
+
+
+def _freeze_image_tower(model: GrammarModel) -> None:
+    clip = model.clip
+    visual = clip.inner.vision_model if clip.family == "hf" else clip.inner.visual
+    for p in [*visual.parameters(), clip.logit_scale]:
+        p.requires_grad_(False)
+    if clip.family == "hf":
+        clip.inner.visual_projection.requires_grad_(False)
+
+
+def grammar_step(
+    model: GrammarModel, image_emb: torch.Tensor, positives: list[str], negatives: list[str]
+) -> dict[str, torch.Tensor]:
+    """Contrastive loss of the positives against their images + grammar cross-entropy."""
+    logits, emb = model.logits(positives + negatives)
+    n = len(positives)
+    scale = model.clip.logit_scale.exp()
+    sims = scale * image_emb @ emb[:n].T
+    target = torch.arange(n)
+    contrastive = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
+    labels = torch.cat([torch.ones(n), torch.zeros(len(negatives))]).long()
+    grammar = F.cross_entropy(logits, labels)
+    return {"loss": contrastive + grammar, "contrastive": contrastive, "grammar": grammar}
+
+
+def grammar_accuracy(
+    model: GrammarModel, captions: list[str], vocab: list[str], seed: int = 0
+) -> dict[str, float]:
+    """Held-out accuracy: on the captions themselves and on one negative of each kind."""
+    rng = random.Random(seed)
+    p = model.p_grammatical(captions)
+    out = {"positives": (p > 0.5).float().mean().item()}
+    for kind in KINDS:
+        negatives = [make_negative(c, rng, vocab, kind)[0] for c in captions]
+        out[kind] = (model.p_grammatical(negatives) <= 0.5).float().mean().item()
+    out["all_negatives"] = sum(out[k] for k in KINDS) / len(KINDS)
+    return out
+
+
+def train_grammar(
+    cfg: GrammarTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Fine-tune a CLIP with the grammar head; the summary holds the held-out accuracy."""
+    run = Run(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    model = load_grammar(run.start_model) if run.start_model else GrammarModel(load_clip(cfg.clip))
+    data = load_image_text(cfg.data, model.clip.image_size, split=cfg.split)
+    image_emb = model.clip.eval().embed_pixels(data.images)
+    vocab = caption_vocabulary([r for refs in data.refs for r in refs])
+    _freeze_image_tower(model)
+    model.train()
+    opt, sched, start = run.optimizer(model)
+    summary: dict[str, Any] = {}
+    step = start - 1
+    for step in range(start, cfg.steps):
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed).tolist()
+        positives = [rng.choice(data.refs[i]) for i in idx]
+        negatives = [make_negative(c, rng, vocab)[0] for c in positives]
+        losses = grammar_step(model, image_emb[idx], positives, negatives)
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        summary = {k: v.item() for k, v in losses.items()} | {"grad_norm": float(grad_norm)}
+        if progress:
+            progress(1)
+        if run.end_step(step, model, opt, sched, summary):
+            break
+    held_out = load_image_text(cfg.data, model.clip.image_size, split=cfg.eval_split, limit=500)
+    captions = [r[0] for r in held_out.refs if r]
+    summary["held_out_accuracy"] = grammar_accuracy(model.eval(), captions, vocab, cfg.seed)
+    return run.finish(step + 1, summary)
