@@ -7,6 +7,7 @@ get click's usage message with exit status 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -345,6 +346,28 @@ def caption_generate(
     _emit({"predictions": str(out), "images": len(preds), "decoding": decoding})
 
 
+@finecap_app.command("eval")
+def finecap_eval(
+    pred: Annotated[Path, typer.Option("--pred", help="Predictions, COCO results format.")],
+    ann: Annotated[Path, typer.Option("--ann", help="Annotation folder (captions.json, finecap.json).")],
+    clip: Annotated[
+        str | None, typer.Option("--clip", help="Frozen CLIP for CLIP-S, RefCLIP-S and retrieval.")
+    ] = None,
+    meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="METEOR needs Java.")] = True,
+    out: OutOpt = None,
+) -> None:
+    """Score generated captions: n-gram metrics per criterion, fact P/R/F1, CLIP-S, R@k."""
+    from finevl.apps.caption_eval import evaluate_captions
+    from finevl.models.clip import load_clip
+
+    result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor)
+    if out:
+        from finevl.data.jsonio import write_json_atomic
+
+        write_json_atomic(out, result)
+    _emit(result)
+
+
 @app.command("score")
 def score(
     model: ModelOpt,
@@ -503,6 +526,9 @@ def report(
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and a non-zero exit."""
+    # the command's own progress bars and messages only, not the libraries' per-load chatter
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except FinevlError as e:

@@ -154,8 +154,14 @@ def caption_mask(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
 
 def detokenize(text: str) -> str:
     """The word tokenizer's spaced output as a sentence: no space before punctuation,
-    first letter upper-case."""
+    first letter upper-case.
+
+    >>> detokenize('a medium - sized star and the word " seven " .')
+    'A medium-sized star and the word "seven".'
+    """
     text = re.sub(r"\s+([.,;:!?])", r"\1", text.strip())
+    text = re.sub(r"\s*-\s*", "-", text)  # "medium - sized"
+    text = re.sub(r'"\s*([^"]*?)\s*"', r'"\1"', text)  # the word " seven "
     return text[:1].upper() + text[1:]
 
 
@@ -210,10 +216,12 @@ def new_captioner(tokenizer: Any, vision_dim: int, clip_model: str, **sizes: int
 def load_captioner(path: str | Path) -> CaptionerBundle:
     """A saved captioner folder (local only; safetensors only)."""
     from finevl.data.tokenizer import load_tokenizer
+    from finevl.models.clip import check_safetensors
 
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise FinevlError(f"{path}: not a captioner checkpoint (needs config.json and model.safetensors)")
+    check_safetensors(path / "model.safetensors")
     try:
         model = Captioner.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError) as e:

@@ -354,7 +354,8 @@ def _open_clip_from_name(name: str) -> Clip:
     return clip
 
 
-def _check_safetensors(path: Path) -> None:
+def check_safetensors(path: Path) -> None:
+    """One clear error for a missing header or corrupt safetensors file, before a loader sees it."""
     from safetensors import safe_open
 
     try:
@@ -370,7 +371,7 @@ def _load_open_clip_dir(path: Path) -> Clip:
     weights = path / OPEN_CLIP_WEIGHTS
     if not weights.is_file():
         raise FinevlError(f"{path}: incomplete open_clip checkpoint (no {OPEN_CLIP_WEIGHTS})")
-    _check_safetensors(weights)
+    check_safetensors(weights)
     try:
         cfg = json.loads((path / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
         model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}")
@@ -388,7 +389,7 @@ def _load_hf_dir(path: Path) -> Clip:
     if not weights:
         raise FinevlError(f"{path}: incomplete Hugging Face checkpoint (no .safetensors weights)")
     for w in weights:
-        _check_safetensors(w)
+        check_safetensors(w)
     try:
         model = CLIPModel.from_pretrained(str(path), local_files_only=True)
         tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -407,7 +408,7 @@ def load_weights(clip: Clip, weights: str | Path) -> None:
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        _check_safetensors(weights)
+        check_safetensors(weights)
         state = load_file(str(weights))
     else:
         try:

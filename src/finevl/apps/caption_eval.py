@@ -1,0 +1,139 @@
+"""`finevl finecap eval`: everything seed 000 measures about a set of generated captions,
+plus FineShapes' exact oracle.
+
+Predictions come in COCO results format (`[{"image_id", "caption"}]`), so any captioner's
+output is scored the same way. Per image of the annotation folder (a world, or any folder
+with `captions.json` and `finecap.json`):
+- BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (pycocoevalcap) against the coarse references, the
+  fine caption, and each criterion's phrases (background, object, relation);
+- FineCapEval's accuracy per criterion (stemmed word overlap, upstream's definition);
+- fact precision / recall / F1 per criterion from `parse_caption` (needs the scene record);
+- CLIP-S and RefCLIP-S (coarse references) with a frozen CLIP, and text->image R@1/5/10 with
+  each caption as the query over the evaluated images;
+- the degenerate-text rate (repeated n-grams, repeated clauses, unparseable captions).
+Unknown or duplicate image ids and non-UTF-8 files are errors; empty captions are counted
+and scored as empty (0 on every measure).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finevl.data.coco import CocoCaptions
+from finevl.data.formats import FinecapRecord, read_finecap
+from finevl.errors import FinevlError
+from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
+from finevl.metrics.clipscore import ClipScore
+from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
+from finevl.metrics.retrieval import retrieval_recall
+from finevl.models.clip import Clip
+from finevl.world.facts import scene_from_record
+
+PREFIX = "A photo depicts "  # CLIP-S candidates, as Hessel et al. and seed 000
+
+
+def read_predictions(path: str | Path, known_ids: set[int]) -> tuple[dict[int, str], int]:
+    """(image id -> caption, number of empty captions) from a COCO results file."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FinevlError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise FinevlError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(rows, list) or not rows:
+        raise FinevlError(f"{path}: expected a non-empty list of {{'image_id', 'caption'}}")
+    preds: dict[int, str] = {}
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("image_id"), int):
+            raise FinevlError(f"{path}: item {k} needs an integer image_id")
+        if not isinstance(row.get("caption"), str):
+            raise FinevlError(f"{path}: item {k} (image {row['image_id']}) needs a caption string")
+        if row["image_id"] in preds:
+            raise FinevlError(f"{path}: image_id {row['image_id']} appears twice (item {k})")
+        preds[row["image_id"]] = row["caption"].strip()
+    unknown = sorted(preds.keys() - known_ids)
+    if unknown:
+        raise FinevlError(f"{path}: {len(unknown)} image ids not in the annotations, e.g. {unknown[:5]}")
+    return preds, sum(not c for c in preds.values())
+
+
+def _ngram_tables(
+    preds: dict[int, str], refs: dict[int, list[str]], fine: dict[int, FinecapRecord], meteor: bool
+) -> dict[str, dict[str, float | None]]:
+    tables = {"coarse": caption_metrics(preds, {i: refs[i] for i in preds}, meteor)}
+    tables["fine"] = caption_metrics(preds, {i: [fine[i].caption] for i in preds}, meteor)
+    for criterion in FINECAP_CRITERIA:
+        have = {i: fine[i].phrases.get(criterion, []) for i in preds}
+        have = {i: p for i, p in have.items() if p}
+        if have:
+            tables[criterion] = caption_metrics({i: preds[i] for i in have}, have, meteor)
+    return tables
+
+
+def _oracle(preds: dict[int, str], fine: dict[int, FinecapRecord]) -> dict[str, Any]:
+    facts, accuracy, degenerate = FactScores(), FinecapAccuracy(), DegenerateRate()
+    for i, caption in preds.items():
+        accuracy.update(caption, fine[i].phrases)
+        degenerate.update(caption)
+        if fine[i].scene is not None:
+            facts.update(caption, scene_from_record(fine[i].scene))
+    out = {"finecap_accuracy": accuracy.compute(), **degenerate.compute()}
+    if any(fine[i].scene is not None for i in preds):
+        out["facts"] = facts.compute()
+    return out
+
+
+def _clip_measures(
+    clip: Clip, images: torch.Tensor, ids: list[int], preds: dict[int, str], refs: dict[int, list[str]]
+) -> dict[str, float]:
+    """CLIP-S / RefCLIP-S of the non-empty captions (empty ones count as 0) and t->i recall."""
+    image_emb = clip.embed_pixels(images)
+    said = [k for k, i in enumerate(ids) if preds[i]]
+    zero = torch.zeros(len(ids) - len(said))
+    score = ClipScore()
+    if said:
+        text = clip.embed_texts([PREFIX + preds[ids[k]] for k in said])
+        ref_emb = [clip.embed_texts(refs[ids[k]]) for k in said]
+        score.update(image_emb[said], text, ref_emb)
+        score.scores.append(zero)
+        score.ref_scores.append(zero)
+        score.ref_scores_j.append(zero)
+    out = score.compute() if said else {"CLIP-S": 0.0, "RefCLIP-S": 0.0, "RefCLIP-S-j": 0.0}
+    queries = clip.embed_texts([preds[i] or "." for i in ids])
+    recall = retrieval_recall(image_emb, queries, torch.arange(len(ids)))
+    return out | {k: v for k, v in recall.items() if k.startswith("image_retrieval")}
+
+
+def evaluate_captions(
+    pred_path: str | Path,
+    ann_dir: str | Path,
+    clip: Clip | None = None,
+    meteor: bool = True,
+) -> dict[str, Any]:
+    """All of the module docstring's measures, as a CLIP_benchmark-shaped results dict."""
+    ann_dir = Path(ann_dir)
+    refs = CocoCaptions(ann_dir / "captions.json").captions
+    fine = {r.image_id: r for r in read_finecap(ann_dir / "finecap.json")}
+    preds, empty = read_predictions(pred_path, set(fine))
+    metrics: dict[str, Any] = {"ngram": _ngram_tables(preds, refs, fine, meteor), **_oracle(preds, fine)}
+    if clip is not None:
+        from finevl.data.imagetext import load_image_text
+
+        data = load_image_text(ann_dir, clip.image_size, split=None)
+        keep = [k for k, i in enumerate(data.image_ids) if i in preds]
+        ids = [data.image_ids[k] for k in keep]
+        metrics["clip"] = _clip_measures(clip, data.images[keep], ids, preds, refs)
+    return {
+        "dataset": str(ann_dir),
+        "task": "finecap",
+        "predictions": str(pred_path),
+        "images": len(preds),
+        "empty_captions": empty,
+        "metrics": metrics,
+        "notes": [SPICE_NOTE],
+    }
