@@ -508,7 +508,7 @@ def moderate(
 def report(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
     results: Annotated[
-        list[Path] | None, typer.Argument(help="Zero-shot and retrieval result JSON files.")
+        list[Path] | None, typer.Argument(help="Zero-shot, retrieval and finecap result JSON files.")
     ] = None,
     run: Annotated[Path | None, typer.Option("--run", help="A CLIP training run folder.")] = None,
     world: Annotated[
@@ -517,11 +517,14 @@ def report(
     gallery: Annotated[
         str | None, typer.Option("--gallery", help="Link to the world's gallery page.")
     ] = None,
+    caption_run: Annotated[
+        list[Path] | None, typer.Option("--caption-run", help="Captioning runs whose curves to plot.")
+    ] = None,
 ) -> None:
-    """One HTML report from saved results: training curve, zero-shot, retrieval, examples."""
+    """One HTML report from saved results: training curve, zero-shot, retrieval, captioning."""
     from finevl.report.report import write_report
 
-    _emit(write_report(out, list(results or []), run, world, gallery))
+    _emit(write_report(out, list(results or []), run, world, gallery, caption_run))
 
 
 def main() -> None:

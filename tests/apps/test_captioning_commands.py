@@ -50,7 +50,19 @@ def test_mle_grammar_scst_generate_eval(world, clip_dir, tmp_path, capsys, monke
     assert _ok([*gen, "--decoding", "beam"], capsys, monkeypatch)["images"] == 6
     rows = json.loads(preds.read_text())
     res = _ok(
-        ["finecap", "eval", "--pred", str(preds), "--ann", w, "--clip", clip_dir, "--no-meteor"],
+        [
+            "finecap",
+            "eval",
+            "--pred",
+            str(preds),
+            "--ann",
+            w,
+            "--clip",
+            clip_dir,
+            "--no-meteor",
+            "--out",
+            str(t / "e.json"),
+        ],
         capsys,
         monkeypatch,
     )
@@ -59,6 +71,23 @@ def test_mle_grammar_scst_generate_eval(world, clip_dir, tmp_path, capsys, monke
     assert set(metrics["ngram"]) >= {"coarse", "fine", "background", "object"}
     assert {"CLIP-S", "RefCLIP-S", "image_retrieval_recall@1"} <= set(metrics["clip"])
     assert {"precision/object", "recall/all"} <= set(metrics["facts"]) and "degenerate_rate" in metrics
+    report = [
+        "report",
+        "--out",
+        str(t / "r.html"),
+        "--world",
+        w,
+        "--caption-run",
+        str(t / "mle"),
+        "--caption-run",
+    ]
+    assert _ok([*report, str(t / "s"), str(t / "e.json")], capsys, monkeypatch)["captioning"] == 1
+    html = (t / "r.html").read_text()
+    assert (
+        "Captioning" in html
+        and rows[0]["caption"].replace('"', "&#34;") in html
+        and html.count("data:image/png") >= 3
+    )
 
 
 def test_mle_resume_after_a_stop_equals_an_uninterrupted_run(world, clip_dir, tmp_path, capsys, monkeypatch):

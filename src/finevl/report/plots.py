@@ -21,11 +21,19 @@ def _uri(fig: plt.Figure) -> str:
 
 def curve(steps: list[int], values: list[float], label: str) -> str:
     """A training curve (e.g. the contrastive loss by step)."""
+    return curves(steps, {label: values}, label)
+
+
+def curves(steps: list[int], series: dict[str, list[float]], ylabel: str) -> str:
+    """Several curves over the same steps (e.g. sampled and greedy rewards), one legend."""
     fig, ax = plt.subplots(figsize=(4.8, 2.8))
-    ax.plot(steps, values, lw=1.5)
+    for label, values in series.items():
+        ax.plot(steps, values, lw=1.5, label=label)
     ax.set_xlabel("step")
-    ax.set_ylabel(label)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
     return _uri(fig)
 
 

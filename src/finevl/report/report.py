@@ -1,5 +1,6 @@
 """`write_report`: one HTML page from saved artefacts: the world's gallery link, a CLIP
-run's curve, zero-shot tables with confusion matrices, retrieval tables and examples."""
+run's curve, zero-shot tables with confusion matrices, retrieval tables and examples, and
+captioning: each model's metrics, captions side by side and the runs' reward curves."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
+from finevl.data.coco import CocoCaptions
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
 from finevl.report.encode import image_data_uri
-from finevl.report.plots import confusion, curve
+from finevl.report.plots import confusion, curve, curves
 
 
 def _run_section(run: Path) -> dict[str, Any]:
@@ -38,8 +40,73 @@ def _thumb(world: Path | None, file_name: str) -> str | None:
     return image_data_uri(image.resize((96, 96), Image.NEAREST))
 
 
-def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[dict]]:
-    zeroshot, retrieval = [], []
+CAPTION_COLUMNS = {  # report column -> path in a `finecap eval` result
+    "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
+    "CIDEr (coarse)": ("ngram", "coarse", "CIDEr"),
+    "fact recall": ("facts", "recall/all"),
+    "fact precision": ("facts", "precision/all"),
+    "CLIP-S": ("clip", "CLIP-S"),
+    "RefCLIP-S": ("clip", "RefCLIP-S"),
+    "R@1 t→i": ("clip", "image_retrieval_recall@1"),
+    "degenerate": ("degenerate_rate",),
+}
+CURVES = {
+    "reward": ("sample/reward", "greedy/reward"),
+    "caption length": ("sample/length",),
+    "loss": ("loss",),
+}
+
+
+def _lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return float(metrics)  # type: ignore[arg-type]
+
+
+def _captioning(results: list[dict], world: Path | None, n: int = 6) -> dict[str, Any]:
+    """The metric table, and the first `n` images with every model's caption side by side."""
+    rows = [
+        {"name": r["name"], **{c: _lookup(r["metrics"], p) for c, p in CAPTION_COLUMNS.items()}}
+        for r in results
+    ]
+    preds = {r["name"]: {p["image_id"]: p["caption"] for p in read_json(r["predictions"])} for r in results}
+    names = {}
+    if world is not None and (world / "captions.json").is_file():
+        names = {i: im.file_name for i, im in CocoCaptions(world / "captions.json").images.items()}
+    ids = list(next(iter(preds.values())))[:n]
+    examples = [
+        {
+            "img": _thumb(world, names[i]) if i in names else None,
+            "captions": {m: p.get(i, "–") for m, p in preds.items()},
+        }
+        for i in ids
+    ]
+    return {"columns": list(CAPTION_COLUMNS), "rows": rows, "examples": examples}
+
+
+def _caption_curves(run: Path) -> list[str]:
+    """Reward, caption-length and loss curves of a captioning run (what its log has)."""
+    if not (run / "log.jsonl").is_file():
+        raise FinevlError(f"{run}: not a training run (no log.jsonl)")
+    log = [r for _, r in iter_jsonl(run / "log.jsonl")]
+    steps = [r["step"] for r in log]
+    plots = []
+    for label, keys in CURVES.items():
+        series = {k: [r[k] for r in log] for k in keys if all(k in r for r in log)}
+        if series and (label != "loss" or not plots):  # SCST's loss says little; MLE has only the loss
+            plots.append(curves(steps, series, f"{run.name}: {label}"))
+    return plots
+
+
+def _model_name(predictions: Path) -> str:
+    """A row label: the predictions file's name, or its folder's for a generic `preds.json`."""
+    return predictions.parent.name.removeprefix("eval_") if predictions.stem == "preds" else predictions.stem
+
+
+def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[dict], list[dict]]:
+    zeroshot, retrieval, captioning = [], [], []
     for path in paths:
         res = read_json(path)
         task = res.get("task") if isinstance(res, dict) else None
@@ -56,9 +123,11 @@ def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[di
                 for ex in res.get("examples", [])
             ]
             retrieval.append({**res, "examples": examples})
+        elif task == "finecap":
+            captioning.append({**res, "name": _model_name(Path(res["predictions"]))})
         else:
-            raise FinevlError(f"{path}: not a zero-shot or retrieval result (task {task!r})")
-    return zeroshot, retrieval
+            raise FinevlError(f"{path}: not a zero-shot, retrieval or finecap result (task {task!r})")
+    return zeroshot, retrieval, captioning
 
 
 def write_report(
@@ -67,14 +136,17 @@ def write_report(
     run: Path | None = None,
     world: Path | None = None,
     gallery: str | None = None,
+    caption_runs: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Write the report to `out` (self-contained HTML); returns what it holds."""
-    zeroshot, retrieval = _results(results, world)
+    zeroshot, retrieval, captioning = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
         run=_run_section(run) if run else None,
         zeroshot=zeroshot,
         retrieval=retrieval,
+        captioning=_captioning(captioning, world) if captioning else None,
+        caption_curves=[c for r in caption_runs or [] for c in _caption_curves(r)],
         gallery=gallery,
         world=str(world) if world else None,
     )
@@ -83,5 +155,6 @@ def write_report(
         "report": str(out),
         "zeroshot": len(zeroshot),
         "retrieval": len(retrieval),
+        "captioning": len(captioning),
         "run": str(run) if run else None,
     }
