@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := runs/demo
-SCST_LR := 5e-5
+SCST_LR := 1e-5
 
 .PHONY: install demo test bench lint clean
 
@@ -33,7 +33,7 @@ demo: install
 	# captioning (seed 000): MLE on the coarse references, then SCST with CLIP-S + grammar
 	rm -rf $(DEMO)/caption-mle $(DEMO)/grammar $(DEMO)/caption-scst $(DEMO)/captions
 	$(BIN)/finevl caption train --data $(DEMO)/world --out $(DEMO)/caption-mle --clip $(DEMO)/clip/checkpoint/model --steps 200 --batch-size 32 > /dev/null
-	$(BIN)/finevl grammar train --data $(DEMO)/world --out $(DEMO)/grammar --clip $(DEMO)/clip/checkpoint/model --steps 80 --batch-size 64 > /dev/null
+	$(BIN)/finevl grammar train --data $(DEMO)/world --out $(DEMO)/grammar --clip $(DEMO)/clip/checkpoint/model --steps 300 > /dev/null
 	$(BIN)/finevl caption scst --data $(DEMO)/world --out $(DEMO)/caption-scst --model $(DEMO)/caption-mle/checkpoint/model \
 	  --grammar $(DEMO)/grammar/checkpoint/model --grammar-weight 1 --steps 100 --batch-size 16 --lr $(SCST_LR) --warmup-steps 0 --log-every 5 > /dev/null
 	for m in mle scst; do \

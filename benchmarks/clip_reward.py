@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.caption_eval import evaluate_captions
+from finevl.apps.caption_eval import HEADLINE, evaluate_captions, headline
 from finevl.apps.captioning import generate_captions
 from finevl.apps.retrieval import caption_by_retrieval, caption_pool
 from finevl.data.imagetext import load_image_text
@@ -38,22 +38,6 @@ SCST_ROWS = {
     "SCST CLIP-S": {"clip_s_weight": 2.0},
     "SCST CLIP-S + CIDEr": {"clip_s_weight": 2.0, "cider_weight": 1.0},
     "SCST CLIP-S + grammar": {"clip_s_weight": 2.0, "grammar_weight": 1.0},
-}
-TABLE = {  # column -> path in the evaluation JSON
-    "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
-    "CIDEr (coarse)": ("ngram", "coarse", "CIDEr"),
-    "CIDEr (fine)": ("ngram", "fine", "CIDEr"),
-    "fact recall": ("facts", "recall/all"),
-    "object recall": ("facts", "recall/object"),
-    "relation recall": ("facts", "recall/relation"),
-    "background recall": ("facts", "recall/background"),
-    "fact precision": ("facts", "precision/all"),
-    "FineCapEval object acc": ("finecap_accuracy", "object"),
-    "CLIP-S": ("clip", "CLIP-S"),
-    "RefCLIP-S": ("clip", "RefCLIP-S"),
-    "R@1 (t->i)": ("clip", "image_retrieval_recall@1"),
-    "degenerate": ("degenerate_rate",),
-    "unparseable": ("unparseable_rate",),
 }
 
 
@@ -86,9 +70,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
     )
     grammar = _train(
         train_grammar,
-        GrammarTrainConfig(
-            **common, out=str(work / "grammar"), clip=args.clip, steps=args.grammar_steps, batch_size=64
-        ),
+        GrammarTrainConfig(**common, out=str(work / "grammar"), clip=args.clip, steps=args.grammar_steps),
     )
     models = {"MLE": mle}
     for row, weights in SCST_ROWS.items():
@@ -119,23 +101,17 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
     return results
 
 
-def _get(result: dict, path: tuple[str, ...]) -> float:
-    value: Any = result["metrics"]
-    for key in path:
-        value = value[key]
-    return float(value)
-
-
 def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, str]]:
     """row -> column -> "mean ± std" over seeds."""
     rows = next(iter(per_seed.values())).keys()
     table = {}
     for row in rows:
+        columns = [headline(per_seed[s][row]) for s in per_seed]
         table[row] = {}
-        for col, path in TABLE.items():
-            values = [_get(per_seed[s][row], path) for s in per_seed]
+        for col in HEADLINE:
+            values = [c[col] for c in columns if c[col] is not None]
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            table[row][col] = f"{statistics.mean(values):.3f} ± {std:.3f}"
+            table[row][col] = f"{statistics.mean(values):.3f} ± {std:.3f}" if values else "–"
     return table
 
 
@@ -159,13 +135,13 @@ def main() -> None:
     parser.add_argument("--eval-clip", default=None)
     parser.add_argument("--work", default="runs/bench/clip_reward")
     parser.add_argument("--world", default=None, help="Default: WORK/world, generated if missing.")
-    parser.add_argument("--images", type=int, default=6000)
+    parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mle-steps", type=int, default=300)
-    parser.add_argument("--grammar-steps", type=int, default=150)
-    parser.add_argument("--scst-steps", type=int, default=200)
-    parser.add_argument("--scst-lr", type=float, default=5e-5)
-    parser.add_argument("--test-images", type=int, default=500)
+    parser.add_argument("--grammar-steps", type=int, default=500)
+    parser.add_argument("--scst-steps", type=int, default=250)
+    parser.add_argument("--scst-lr", type=float, default=1e-5)
+    parser.add_argument("--test-images", type=int, default=400)
     parser.add_argument("--meteor", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()

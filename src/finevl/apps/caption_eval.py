@@ -34,6 +34,33 @@ from finevl.models.clip import Clip
 from finevl.world.facts import scene_from_record
 
 PREFIX = "A photo depicts "  # CLIP-S candidates, as Hessel et al. and seed 000
+HEADLINE = {  # the columns of a comparison table -> their path in `evaluate_captions`' metrics
+    "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
+    "CIDEr (coarse)": ("ngram", "coarse", "CIDEr"),
+    "CIDEr (fine)": ("ngram", "fine", "CIDEr"),
+    "fact recall": ("facts", "recall/all"),
+    "object recall": ("facts", "recall/object"),
+    "relation recall": ("facts", "recall/relation"),
+    "background recall": ("facts", "recall/background"),
+    "fact precision": ("facts", "precision/all"),
+    "FineCapEval object acc": ("finecap_accuracy", "object"),
+    "CLIP-S": ("clip", "CLIP-S"),
+    "RefCLIP-S": ("clip", "RefCLIP-S"),
+    "R@1 (t→i)": ("clip", "image_retrieval_recall@1"),
+    "degenerate": ("degenerate_rate",),
+    "unparseable": ("unparseable_rate",),
+}
+
+
+def headline(result: dict[str, Any]) -> dict[str, float | None]:
+    """The HEADLINE columns of one evaluation (None where the evaluation lacks one, e.g. no CLIP)."""
+    out: dict[str, float | None] = {}
+    for column, path in HEADLINE.items():
+        value: Any = result["metrics"]
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        out[column] = None if value is None else float(value)
+    return out
 
 
 def read_predictions(path: str | Path, known_ids: set[int]) -> tuple[dict[int, str], int]:

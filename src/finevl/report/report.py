@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
+from finevl.apps.caption_eval import HEADLINE, headline
 from finevl.data.coco import CocoCaptions
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
@@ -40,16 +41,6 @@ def _thumb(world: Path | None, file_name: str) -> str | None:
     return image_data_uri(image.resize((96, 96), Image.NEAREST))
 
 
-CAPTION_COLUMNS = {  # report column -> path in a `finecap eval` result
-    "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
-    "CIDEr (coarse)": ("ngram", "coarse", "CIDEr"),
-    "fact recall": ("facts", "recall/all"),
-    "fact precision": ("facts", "precision/all"),
-    "CLIP-S": ("clip", "CLIP-S"),
-    "RefCLIP-S": ("clip", "RefCLIP-S"),
-    "R@1 t→i": ("clip", "image_retrieval_recall@1"),
-    "degenerate": ("degenerate_rate",),
-}
 CURVES = {
     "reward": ("sample/reward", "greedy/reward"),
     "caption length": ("sample/length",),
@@ -57,20 +48,9 @@ CURVES = {
 }
 
 
-def _lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    for key in path:
-        if not isinstance(metrics, dict) or key not in metrics:
-            return None
-        metrics = metrics[key]
-    return float(metrics)  # type: ignore[arg-type]
-
-
 def _captioning(results: list[dict], world: Path | None, n: int = 6) -> dict[str, Any]:
     """The metric table, and the first `n` images with every model's caption side by side."""
-    rows = [
-        {"name": r["name"], **{c: _lookup(r["metrics"], p) for c, p in CAPTION_COLUMNS.items()}}
-        for r in results
-    ]
+    rows = [{"name": r["name"], **headline(r)} for r in results]
     preds = {r["name"]: {p["image_id"]: p["caption"] for p in read_json(r["predictions"])} for r in results}
     names = {}
     if world is not None and (world / "captions.json").is_file():
@@ -83,7 +63,7 @@ def _captioning(results: list[dict], world: Path | None, n: int = 6) -> dict[str
         }
         for i in ids
     ]
-    return {"columns": list(CAPTION_COLUMNS), "rows": rows, "examples": examples}
+    return {"columns": list(HEADLINE), "rows": rows, "examples": examples}
 
 
 def _caption_curves(run: Path) -> list[str]:
