@@ -349,9 +349,17 @@ def caption_generate(
 @finecap_app.command("eval")
 def finecap_eval(
     pred: Annotated[Path, typer.Option("--pred", help="Predictions, COCO results format.")],
-    ann: Annotated[Path, typer.Option("--ann", help="Annotation folder (captions.json, finecap.json).")],
+    ann: Annotated[
+        Path,
+        typer.Option(
+            "--ann", help="A world-style folder (captions.json, finecap.json) or a FineCapEval CSV."
+        ),
+    ],
     clip: Annotated[
         str | None, typer.Option("--clip", help="Frozen CLIP for CLIP-S, RefCLIP-S and retrieval.")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of the CSV's images (for --clip).")
     ] = None,
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="METEOR needs Java.")] = True,
     out: OutOpt = None,
@@ -360,7 +368,7 @@ def finecap_eval(
     from finevl.apps.caption_eval import evaluate_captions
     from finevl.models.clip import load_clip
 
-    result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor)
+    result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor, images=images)
     if out:
         from finevl.data.jsonio import write_json_atomic
 

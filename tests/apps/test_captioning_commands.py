@@ -129,3 +129,43 @@ def test_empty_captions_are_counted_and_score_zero(world, tmp_path, capsys, monk
         ["finecap", "eval", "--pred", str(preds), "--ann", str(world), "--no-meteor"], capsys, monkeypatch
     )
     assert res["empty_captions"] == 1 and res["images"] == 2
+
+
+def test_finecapeval_csv_is_scored_with_its_images(world, clip_dir, tmp_path, capsys, monkeypatch):
+    import csv
+
+    from finevl.data.formats import read_finecap
+
+    records = read_finecap(world / "finecap.json")[:3]
+    names = [f"COCO_val2014_{r.image_id + 100:012d}.png" for r in records]
+    images = tmp_path / "images"
+    images.mkdir()
+    with (tmp_path / "finecapeval.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "caption", "background", "object", "relation"])
+        for r, name in zip(records, names, strict=True):
+            (images / name).write_bytes((world / "images" / r.file_name).read_bytes())
+            writer.writerow(
+                [
+                    name,
+                    r.caption,
+                    *("\\;".join(r.phrases.get(c, [])) for c in ("background", "object", "relation")),
+                ]
+            )
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps([{"image_id": r.image_id + 100, "caption": r.caption} for r in records]))
+    args = [
+        "finecap",
+        "eval",
+        "--pred",
+        str(preds),
+        "--ann",
+        str(tmp_path / "finecapeval.csv"),
+        "--no-meteor",
+    ]
+    res = _ok([*args, "--clip", clip_dir, "--images", str(images)], capsys, monkeypatch)
+    metrics = res["metrics"]
+    assert "coarse" not in metrics["ngram"] and metrics["ngram"]["fine"]["Bleu_4"] > 0.99
+    assert metrics["finecap_accuracy"]["background"] == 100.0 and "CLIP-S" in metrics["clip"]
+    code, _, err = run(args + ["--clip", clip_dir], capsys, monkeypatch)
+    assert_one_line_error(code, err, "needs --images")

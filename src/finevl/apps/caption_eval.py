@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from finevl.data.coco import CocoCaptions
-from finevl.data.formats import FinecapRecord, read_finecap
+from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
 from finevl.errors import FinevlError
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
 from finevl.metrics.clipscore import ClipScore
@@ -92,7 +92,7 @@ def read_predictions(path: str | Path, known_ids: set[int]) -> tuple[dict[int, s
 def _ngram_tables(
     preds: dict[int, str], refs: dict[int, list[str]], fine: dict[int, FinecapRecord], meteor: bool
 ) -> dict[str, dict[str, float | None]]:
-    tables = {"coarse": caption_metrics(preds, {i: refs[i] for i in preds}, meteor)}
+    tables = {"coarse": caption_metrics(preds, {i: refs[i] for i in preds}, meteor)} if refs else {}
     tables["fine"] = caption_metrics(preds, {i: [fine[i].caption] for i in preds}, meteor)
     for criterion in FINECAP_CRITERIA:
         have = {i: fine[i].phrases.get(criterion, []) for i in preds}
@@ -136,27 +136,59 @@ def _clip_measures(
     return out | {k: v for k, v in recall.items() if k.startswith("image_retrieval")}
 
 
+def _annotations(ann: Path) -> tuple[dict[int, list[str]], dict[int, FinecapRecord]]:
+    """(coarse references, fine records) of a world-style folder, or a FineCapEval CSV
+    (fine captions and phrases only)."""
+    if ann.suffix.lower() == ".csv":
+        return {}, {r.image_id: r for r in read_finecapeval_csv(ann)}
+    fine = {r.image_id: r for r in read_finecap(ann / "finecap.json")}
+    return CocoCaptions(ann / "captions.json").captions, fine
+
+
+def _images(ann: Path, images: Path | None, side: int, ids: list[int], fine: dict[int, FinecapRecord]):
+    """(N, 3, S, S) uint8 images of the predicted ids, from the world or an image folder."""
+    from finevl.data.imagetext import ImageTextSet, load_image_text
+
+    if images is None:
+        if ann.suffix.lower() == ".csv":
+            raise FinevlError("--clip with a FineCapEval CSV needs --images (the folder of its images)")
+        data = load_image_text(ann, side, split=None)
+        keep = [k for k, i in enumerate(data.image_ids) if i in set(ids)]
+        return data.images[keep], [data.image_ids[k] for k in keep]
+    from finevl.data.images import ImageLoader
+
+    loader = ImageLoader()
+    rows = []
+    for i in ids:
+        path = images / fine[i].file_name
+        if not path.is_file():
+            raise FinevlError(f"{path}: image of id {i} not found")
+        rows.append((i, fine[i].file_name, loader(path), [], None))
+    data = ImageTextSet.from_rows(rows, side)
+    return data.images, data.image_ids
+
+
 def evaluate_captions(
     pred_path: str | Path,
-    ann_dir: str | Path,
+    ann: str | Path,
     clip: Clip | None = None,
     meteor: bool = True,
+    images: str | Path | None = None,
 ) -> dict[str, Any]:
-    """All of the module docstring's measures, as a CLIP_benchmark-shaped results dict."""
-    ann_dir = Path(ann_dir)
-    refs = CocoCaptions(ann_dir / "captions.json").captions
-    fine = {r.image_id: r for r in read_finecap(ann_dir / "finecap.json")}
+    """All of the module docstring's measures, as a CLIP_benchmark-shaped results dict.
+    `ann` is a world-style folder or a FineCapEval CSV (then `images` holds its images for
+    the CLIP measures; coarse-reference metrics and the fact oracle need a world)."""
+    ann = Path(ann)
+    refs, fine = _annotations(ann)
     preds, empty = read_predictions(pred_path, set(fine))
     metrics: dict[str, Any] = {"ngram": _ngram_tables(preds, refs, fine, meteor), **_oracle(preds, fine)}
     if clip is not None:
-        from finevl.data.imagetext import load_image_text
-
-        data = load_image_text(ann_dir, clip.image_size, split=None)
-        keep = [k for k, i in enumerate(data.image_ids) if i in preds]
-        ids = [data.image_ids[k] for k in keep]
-        metrics["clip"] = _clip_measures(clip, data.images[keep], ids, preds, refs)
+        pixels, ids = _images(ann, Path(images) if images else None, clip.image_size, sorted(preds), fine)
+        metrics["clip"] = _clip_measures(
+            clip, pixels, ids, preds, refs or {i: [fine[i].caption] for i in ids}
+        )
     return {
-        "dataset": str(ann_dir),
+        "dataset": str(ann),
         "task": "finecap",
         "predictions": str(pred_path),
         "images": len(preds),

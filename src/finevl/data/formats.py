@@ -1,5 +1,6 @@
-"""The other annotation formats: FineCapEval-style fine captions, JSONL image-text pairs,
-region descriptions, and plain image folders."""
+"""The other annotation formats: FineCapEval-style fine captions (finevl's `finecap.json`
+and FineCapEval's own CSV), JSONL image-text pairs, region descriptions, and plain image
+folders."""
 
 from __future__ import annotations
 
@@ -50,6 +51,48 @@ def _annotations(path: str | Path, model: type[BaseModel]) -> list[Any]:
 def read_finecap(path: str | Path) -> list[FinecapRecord]:
     """Records of a `finecap.json` file, validated."""
     return _annotations(path, FinecapRecord)
+
+
+FINECAPEVAL_COLUMNS = ("image", "caption", "background", "object", "relation")
+
+
+def _finecapeval_id(name: str, row: int) -> int:
+    digits = "".join(ch for ch in Path(name).stem.split("_")[-1] if ch.isdigit())
+    return int(digits) if digits else row
+
+
+def read_finecapeval_csv(path: str | Path) -> list[FinecapRecord]:
+    """FineCapEval's own CSV (columns image, caption, background, object, relation; phrases
+    in a cell separated by `\\;`) as finecap records. The image id is the number ending the
+    file name (COCO_val2014_000000391895.jpg -> 391895), or the row number when names carry
+    none or repeat one."""
+    import csv
+
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise FinevlError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if not rows or any(c not in rows[0] for c in FINECAPEVAL_COLUMNS):
+        raise FinevlError(f"{path}: a FineCapEval CSV needs the columns {', '.join(FINECAPEVAL_COLUMNS)}")
+    ids = [_finecapeval_id(r["image"], k) for k, r in enumerate(rows)]
+    if len(set(ids)) < len(ids):
+        ids = list(range(len(rows)))
+    records = []
+    for k, (image_id, r) in enumerate(zip(ids, rows, strict=True)):
+        phrases = {
+            c: [p.strip() for p in (r[c] or "").split("\\;") if p.strip()] for c in FINECAPEVAL_COLUMNS[2:]
+        }
+        rec = {
+            "image_id": image_id,
+            "file_name": r["image"],
+            "caption": r["caption"],
+            "facts": {},
+            "phrases": phrases,
+        }
+        records.append(validate_record(FinecapRecord, rec, f"{path}: row {k + 2}"))
+    return records
 
 
 def read_regions(path: str | Path) -> list[RegionRecord]:

@@ -48,9 +48,11 @@ class ImageTextSet:
         return len(self.image_ids)
 
     @classmethod
-    def _build(
+    def from_rows(
         cls, rows: list[tuple[int, str, Image.Image | None, list[str], FinecapRecord | None]], side: int
-    ):
+    ) -> ImageTextSet:
+        """(id, file name, image or None when unreadable, references, fine record) rows, the
+        images resized to `side`; unreadable ones dropped."""
         kept = [r for r in rows if r[2] is not None]
         if not kept:
             raise FinevlError("no readable images in the data")
@@ -88,7 +90,7 @@ class ImageTextSet:
             if not path.is_file():
                 raise FinevlError(f"{caps.path}: image {i}: file {path} not found")
             rows.append((i, info.file_name, loader(path), caps.captions.get(i, []), fine.get(i)))
-        return cls._build(rows, side)
+        return cls.from_rows(rows, side)
 
     @classmethod
     def from_shards(cls, spec: str | Path, side: int, loader: ImageLoader | None = None) -> ImageTextSet:
@@ -102,7 +104,7 @@ class ImageTextSet:
             refs = [c["caption"] for c in meta.get("captions", [])] or [s["text"]]
             fine = FinecapRecord.model_validate(meta["finecap"]) if "finecap" in meta else None
             rows.append((meta.get("image", {}).get("id", k), s["key"], s["image"], refs, fine))
-        return cls._build(rows, side)
+        return cls.from_rows(rows, side)
 
     @classmethod
     def from_pairs(cls, path: str | Path, side: int, loader: ImageLoader | None = None) -> ImageTextSet:
@@ -112,7 +114,7 @@ class ImageTextSet:
         for pair in read_pairs(path):
             by_image.setdefault(pair.image, []).append(pair.text)
         rows = [(k, p, loader(p), texts, None) for k, (p, texts) in enumerate(by_image.items())]
-        return cls._build(rows, side)
+        return cls.from_rows(rows, side)
 
 
 def load_image_text(
