@@ -384,7 +384,7 @@ def score(
     ],
     weights: WeightsOpt = None,
     prefix: Annotated[
-        str, typer.Option("--prefix", help="Prepended to candidates (Hessel et al.).")
+        str, typer.Option("--prefix", help="Prepended to candidates and references (Hessel et al.).")
     ] = "A photo depicts ",
     on_bad_image: OnBad = "error",
     out: OutOpt = None,

@@ -152,6 +152,9 @@ def test_finecapeval_csv_is_scored_with_its_images(world, clip_dir, tmp_path, ca
                     *("\\;".join(r.phrases.get(c, [])) for c in ("background", "object", "relation")),
                 ]
             )
+            writer.writerow(
+                [name, "Another writer's caption of it.", "", "", ""]
+            )  # FineCapEval: rows per image
     preds = tmp_path / "p.json"
     preds.write_text(json.dumps([{"image_id": r.image_id + 100, "caption": r.caption} for r in records]))
     args = [
@@ -165,7 +168,9 @@ def test_finecapeval_csv_is_scored_with_its_images(world, clip_dir, tmp_path, ca
     ]
     res = _ok([*args, "--clip", clip_dir, "--images", str(images)], capsys, monkeypatch)
     metrics = res["metrics"]
-    assert "coarse" not in metrics["ngram"] and metrics["ngram"]["fine"]["Bleu_4"] > 0.99
+    assert (
+        res["images"] == 3 and "coarse" not in metrics["ngram"] and metrics["ngram"]["fine"]["Bleu_4"] > 0.99
+    )
     assert metrics["finecap_accuracy"]["background"] == 100.0 and "CLIP-S" in metrics["clip"]
     code, _, err = run(args + ["--clip", clip_dir], capsys, monkeypatch)
     assert_one_line_error(code, err, "needs --images")

@@ -52,7 +52,7 @@ def test_fine_captions_score_one_on_every_criterion():
     for group in GROUPS:
         for kind in ("precision", "recall", "f1"):
             assert out[f"{kind}/{group}"] == 1.0, f"{kind}/{group}"
-    assert out["unparseable_rate"] == 0.0
+    assert out["unknown_word_rate"] == 0.0
 
 
 def test_wrong_background_has_zero_background_precision():
@@ -108,14 +108,14 @@ def test_micro_average_ignores_captions_that_state_nothing_of_a_criterion():
     )
 
 
-def test_all_includes_text_and_unparseable_rate_counts_unknown_words():
+def test_all_includes_text_and_unknown_word_rate_counts_unknown_words():
     scene = _scene_with(1, text=True)
     wrong_text = fine_caption(scene).replace(f'"{scene.text}"', '"ZZZ"')
     out = fact_scores([wrong_text], [scene])
     assert out["precision/object"] == 1.0 and out["precision/background"] == 1.0
     assert out["precision/all"] < 1.0  # only the text fact is wrong, and "all" counts it
     junk = f"a zebra on {_background_word(scene)}"
-    assert fact_scores([fine_caption(scene), junk], [scene, scene])["unparseable_rate"] == 0.5
+    assert fact_scores([fine_caption(scene), junk], [scene, scene])["unknown_word_rate"] == 0.5
 
 
 # ----------------------------------------------------------------------------------------

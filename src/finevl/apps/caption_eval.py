@@ -27,13 +27,12 @@ from finevl.data.coco import CocoCaptions
 from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
 from finevl.errors import FinevlError
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
-from finevl.metrics.clipscore import ClipScore
+from finevl.metrics.clipscore import PREFIX, best_reference_cosine, clip_s, refclip_s
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip
 from finevl.world.facts import scene_from_record
 
-PREFIX = "A photo depicts "  # CLIP-S candidates, as Hessel et al. and seed 000
 HEADLINE = {  # the columns of a comparison table -> their path in `evaluate_captions`' metrics
     "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
     "CIDEr (coarse)": ("ngram", "coarse", "CIDEr"),
@@ -90,10 +89,14 @@ def read_predictions(path: str | Path, known_ids: set[int]) -> tuple[dict[int, s
 
 
 def _ngram_tables(
-    preds: dict[int, str], refs: dict[int, list[str]], fine: dict[int, FinecapRecord], meteor: bool
+    preds: dict[int, str],
+    refs: dict[int, list[str]],
+    fine: dict[int, FinecapRecord],
+    fine_refs: dict[int, list[str]],
+    meteor: bool,
 ) -> dict[str, dict[str, float | None]]:
     tables = {"coarse": caption_metrics(preds, {i: refs[i] for i in preds}, meteor)} if refs else {}
-    tables["fine"] = caption_metrics(preds, {i: [fine[i].caption] for i in preds}, meteor)
+    tables["fine"] = caption_metrics(preds, {i: fine_refs.get(i) or [fine[i].caption] for i in preds}, meteor)
     for criterion in FINECAP_CRITERIA:
         have = {i: fine[i].phrases.get(criterion, []) for i in preds}
         have = {i: p for i, p in have.items() if p}
@@ -103,13 +106,23 @@ def _ngram_tables(
 
 
 def _oracle(preds: dict[int, str], fine: dict[int, FinecapRecord]) -> dict[str, Any]:
-    facts, accuracy, degenerate = FactScores(), FinecapAccuracy(), DegenerateRate()
+    facts, accuracy, upstream, degenerate = (
+        FactScores(),
+        FinecapAccuracy(),
+        FinecapAccuracy.upstream(),
+        DegenerateRate(),
+    )
     for i, caption in preds.items():
         accuracy.update(caption, fine[i].phrases)
+        upstream.update(caption, fine[i].phrases)
         degenerate.update(caption)
         if fine[i].scene is not None:
             facts.update(caption, scene_from_record(fine[i].scene))
-    out = {"finecap_accuracy": accuracy.compute(), **degenerate.compute()}
+    out = {
+        "finecap_accuracy": accuracy.compute(),
+        "finecap_accuracy_upstream": upstream.compute(),
+        **degenerate.compute(),
+    }
     if any(fine[i].scene is not None for i in preds):
         out["facts"] = facts.compute()
     return out
@@ -118,31 +131,47 @@ def _oracle(preds: dict[int, str], fine: dict[int, FinecapRecord]) -> dict[str, 
 def _clip_measures(
     clip: Clip, images: torch.Tensor, ids: list[int], preds: dict[int, str], refs: dict[int, list[str]]
 ) -> dict[str, float]:
-    """CLIP-S / RefCLIP-S of the non-empty captions (empty ones count as 0) and t->i recall."""
+    """CLIP-S / RefCLIP-S (candidates and references prefixed, as Hessel et al.; empty
+    captions score 0) and retrieval with each caption as the query, both directions."""
     image_emb = clip.embed_pixels(images)
     said = [k for k, i in enumerate(ids) if preds[i]]
-    zero = torch.zeros(len(ids) - len(said))
-    score = ClipScore()
+    scores = {name: torch.zeros(len(ids)) for name in ("CLIP-S", "RefCLIP-S", "RefCLIP-S-j")}
     if said:
         text = clip.embed_texts([PREFIX + preds[ids[k]] for k in said])
-        ref_emb = [clip.embed_texts(refs[ids[k]]) for k in said]
-        score.update(image_emb[said], text, ref_emb)
-        score.scores.append(zero)
-        score.ref_scores.append(zero)
-        score.ref_scores_j.append(zero)
-    out = score.compute() if said else {"CLIP-S": 0.0, "RefCLIP-S": 0.0, "RefCLIP-S-j": 0.0}
+        s = clip_s(image_emb[said], text)
+        cos = best_reference_cosine(
+            text, [clip.embed_texts([PREFIX + r for r in refs[ids[k]]]) for k in said]
+        )
+        scores["CLIP-S"][said] = s
+        scores["RefCLIP-S"][said] = refclip_s(s, cos)
+        scores["RefCLIP-S-j"][said] = refclip_s(s, cos, variant="j")
     queries = clip.embed_texts([preds[i] or "." for i in ids])
-    recall = retrieval_recall(image_emb, queries, torch.arange(len(ids)))
-    return out | {k: v for k, v in recall.items() if k.startswith("image_retrieval")}
+    out = {name: v.mean().item() for name, v in scores.items()}
+    return (
+        out
+        | retrieval_recall(image_emb, queries, torch.arange(len(ids)), ks=(1, 5, 10, 50))
+        | _ranks(queries @ image_emb.T)
+    )
 
 
-def _annotations(ann: Path) -> tuple[dict[int, list[str]], dict[int, FinecapRecord]]:
-    """(coarse references, fine records) of a world-style folder, or a FineCapEval CSV
-    (fine captions and phrases only)."""
+def _ranks(sims: torch.Tensor) -> dict[str, float]:
+    """Median and mean rank (1 = first) of each caption's own image, as upstream reports."""
+    ranks = (sims > sims.diagonal()[:, None]).sum(1).float() + 1
+    return {
+        "image_retrieval_median_rank": ranks.median().item(),
+        "image_retrieval_mean_rank": ranks.mean().item(),
+    }
+
+
+def _annotations(ann: Path) -> tuple[dict[int, list[str]], dict[int, FinecapRecord], dict[int, list[str]]]:
+    """(coarse references, fine records, fine references) of a world-style folder, or of a
+    FineCapEval CSV (no coarse references there; its several captions per image are the
+    fine references)."""
     if ann.suffix.lower() == ".csv":
-        return {}, {r.image_id: r for r in read_finecapeval_csv(ann)}
+        records, captions = read_finecapeval_csv(ann)
+        return {}, {r.image_id: r for r in records}, captions
     fine = {r.image_id: r for r in read_finecap(ann / "finecap.json")}
-    return CocoCaptions(ann / "captions.json").captions, fine
+    return CocoCaptions(ann / "captions.json").captions, fine, {}
 
 
 def _images(ann: Path, images: Path | None, side: int, ids: list[int], fine: dict[int, FinecapRecord]):
@@ -153,7 +182,8 @@ def _images(ann: Path, images: Path | None, side: int, ids: list[int], fine: dic
         if ann.suffix.lower() == ".csv":
             raise FinevlError("--clip with a FineCapEval CSV needs --images (the folder of its images)")
         data = load_image_text(ann, side, split=None)
-        keep = [k for k, i in enumerate(data.image_ids) if i in set(ids)]
+        wanted = set(ids)
+        keep = [k for k, i in enumerate(data.image_ids) if i in wanted]
         return data.images[keep], [data.image_ids[k] for k in keep]
     from finevl.data.images import ImageLoader
 
@@ -179,13 +209,14 @@ def evaluate_captions(
     `ann` is a world-style folder or a FineCapEval CSV (then `images` holds its images for
     the CLIP measures; coarse-reference metrics and the fact oracle need a world)."""
     ann = Path(ann)
-    refs, fine = _annotations(ann)
+    refs, fine, fine_refs = _annotations(ann)
     preds, empty = read_predictions(pred_path, set(fine))
-    metrics: dict[str, Any] = {"ngram": _ngram_tables(preds, refs, fine, meteor), **_oracle(preds, fine)}
+    ngram = _ngram_tables(preds, refs, fine, fine_refs, meteor)
+    metrics: dict[str, Any] = {"ngram": ngram, **_oracle(preds, fine)}
     if clip is not None:
         pixels, ids = _images(ann, Path(images) if images else None, clip.image_size, sorted(preds), fine)
         metrics["clip"] = _clip_measures(
-            clip, pixels, ids, preds, refs or {i: [fine[i].caption] for i in ids}
+            clip, pixels, ids, preds, refs or {i: fine_refs.get(i) or [fine[i].caption] for i in ids}
         )
     return {
         "dataset": str(ann),

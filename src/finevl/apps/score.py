@@ -12,10 +12,8 @@ import torch
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import iter_jsonl, read_json
 from finevl.errors import FinevlError
-from finevl.metrics.clipscore import W, best_reference_cosine, clip_s, refclip_s
+from finevl.metrics.clipscore import PREFIX, W, best_reference_cosine, clip_s, refclip_s
 from finevl.models.clip import Clip
-
-PREFIX = "A photo depicts "  # Hessel et al. prefix candidates with it
 
 
 def read_score_input(path: str | Path) -> list[dict[str, Any]]:
@@ -72,7 +70,7 @@ def score_rows(
     ]
     ref_texts = list(dict.fromkeys(t for r in kept for t in r.get("refs") or []))
     if ref_texts:
-        ref_emb = dict(zip(ref_texts, clip.embed_texts(ref_texts), strict=True))
+        ref_emb = dict(zip(ref_texts, clip.embed_texts([prefix + t for t in ref_texts]), strict=True))
         with_refs = [k for k, r in enumerate(kept) if r.get("refs")]
         refs = [torch.stack([ref_emb[t] for t in kept[k]["refs"]]) for k in with_refs]
         cos = best_reference_cosine(cand[with_refs], refs)

@@ -61,11 +61,13 @@ def _finecapeval_id(name: str, row: int) -> int:
     return int(digits) if digits else row
 
 
-def read_finecapeval_csv(path: str | Path) -> list[FinecapRecord]:
+def read_finecapeval_csv(path: str | Path) -> tuple[list[FinecapRecord], dict[int, list[str]]]:
     """FineCapEval's own CSV (columns image, caption, background, object, relation; phrases
-    in a cell separated by `\\;`) as finecap records. The image id is the number ending the
-    file name (COCO_val2014_000000391895.jpg -> 391895), or the row number when names carry
-    none or repeat one."""
+    in a cell separated by `\\;`; several rows per image) as one finecap record per image,
+    its phrases merged as upstream does, and every image's captions (the references of the
+    whole-caption metrics). The image id is the number ending the file name
+    (COCO_val2014_000000391895.jpg -> 391895), or the image's order of appearance when names
+    carry none or two names share one."""
     import csv
 
     path = Path(path)
@@ -76,23 +78,24 @@ def read_finecapeval_csv(path: str | Path) -> list[FinecapRecord]:
         raise FinevlError(f"{path}: not UTF-8 text (byte {e.start})") from None
     if not rows or any(c not in rows[0] for c in FINECAPEVAL_COLUMNS):
         raise FinevlError(f"{path}: a FineCapEval CSV needs the columns {', '.join(FINECAPEVAL_COLUMNS)}")
-    ids = [_finecapeval_id(r["image"], k) for k, r in enumerate(rows)]
+    by_image: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_image.setdefault(r["image"], []).append(r)
+    ids = [_finecapeval_id(name, k) for k, name in enumerate(by_image)]
     if len(set(ids)) < len(ids):
-        ids = list(range(len(rows)))
-    records = []
-    for k, (image_id, r) in enumerate(zip(ids, rows, strict=True)):
+        ids = list(range(len(by_image)))
+    records, captions = [], {}
+    for image_id, (name, group) in zip(ids, by_image.items(), strict=True):
         phrases = {
-            c: [p.strip() for p in (r[c] or "").split("\\;") if p.strip()] for c in FINECAPEVAL_COLUMNS[2:]
+            c: [p.strip() for r in group for p in (r[c] or "").split("\\;") if p.strip()]
+            for c in FINECAPEVAL_COLUMNS[2:]
         }
-        rec = {
-            "image_id": image_id,
-            "file_name": r["image"],
-            "caption": r["caption"],
-            "facts": {},
-            "phrases": phrases,
-        }
-        records.append(validate_record(FinecapRecord, rec, f"{path}: row {k + 2}"))
-    return records
+        captions[image_id] = [r["caption"] for r in group if (r["caption"] or "").strip()]
+        rec = {"image_id": image_id, "file_name": name, "caption": (captions[image_id] or [""])[0]}
+        records.append(
+            validate_record(FinecapRecord, {**rec, "facts": {}, "phrases": phrases}, f"{path}: {name}")
+        )
+    return records, captions
 
 
 def read_regions(path: str | Path) -> list[RegionRecord]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 W = 2.5
+PREFIX = "A photo depicts "  # Hessel et al. (and seed 000) prefix candidates and references alike
 
 
 def clip_s(image_features: torch.Tensor, text_features: torch.Tensor, w: float = W) -> torch.Tensor:

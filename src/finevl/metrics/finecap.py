@@ -53,7 +53,7 @@ def _fact_summary(counts: Counter[str]) -> dict[str, float]:
         p = _ratio(counts[f"held/{group}"], counts[f"stated/{group}"])
         r = _ratio(counts[f"recalled/{group}"], counts[f"truth/{group}"])
         out |= {f"precision/{group}": p, f"recall/{group}": r, f"f1/{group}": _ratio(2 * p * r, p + r)}
-    out["unparseable_rate"] = _ratio(counts["unparseable"], counts["captions"])
+    out["unknown_word_rate"] = _ratio(counts["unparseable"], counts["captions"])
     return out
 
 
@@ -68,7 +68,7 @@ class FactScores:
     precision, and a one-object scene (no relation to state) nothing to relation recall. A
     ratio whose summed denominator is zero is 0.0 (a captioner that never states a relation
     gets no relation credit), and F1 is 0.0 when precision and recall are both 0.
-    `unparseable_rate`: captions with a word outside the world's language.
+    `unknown_word_rate`: captions with a word outside the world's language.
 
     >>> import random
     >>> from finevl.world.language import fine_caption
@@ -156,22 +156,29 @@ def finecap_accuracy(prediction: str, phrases: list[str], substring: bool = Fals
 class FinecapAccuracy:
     """FineCapEval accuracy per criterion: mean over images of `finecap_accuracy`, x100.
 
-    Images without phrases for a criterion are skipped for that criterion; a criterion with
-    no image at all reports 0.0.
+    Images without phrases for a criterion are skipped for that criterion (upstream counts
+    them as 0: `empty_as_zero`, or `FinecapAccuracy.upstream()`); a criterion with no image
+    at all reports 0.0.
     """
 
     higher_is_better = True
 
-    def __init__(self, substring: bool = False) -> None:
-        self.substring = substring
+    def __init__(self, substring: bool = False, empty_as_zero: bool = False) -> None:
+        self.substring, self.empty_as_zero = substring, empty_as_zero
         self.total = dict.fromkeys(FINECAP_CRITERIA, 0.0)
         self.n = dict.fromkeys(FINECAP_CRITERIA, 0)
+
+    @classmethod
+    def upstream(cls) -> FinecapAccuracy:
+        """Upstream's script exactly: stemmed phrase words as substrings of the raw prediction,
+        images without phrases counted as 0."""
+        return cls(substring=True, empty_as_zero=True)
 
     def update(self, prediction: str, phrases_by_criterion: dict[str, list[str]]) -> None:
         for c in FINECAP_CRITERIA:
             acc = finecap_accuracy(prediction, phrases_by_criterion.get(c, []), self.substring)
-            if acc is not None:
-                self.total[c] += acc
+            if acc is not None or self.empty_as_zero:
+                self.total[c] += acc or 0.0
                 self.n[c] += 1
 
     def compute(self) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """The SCST reward: a weighted sum of CLIP-S, CIDEr-D, RefCLIP-S and the grammar head's
 P(grammatical), each computed for a whole batch of captions at once.
 
-CLIP-S uses the candidate prefix "A photo depicts " and image embeddings computed once
+CLIP-S prefixes candidates with "A photo depicts " and uses image embeddings computed once
 (seed 000); CIDEr-D takes its document frequencies from the training references; RefCLIP-S
-is Hessel's (raw best reference cosine). Empty captions score 0 on every term.
+is Hessel's (raw best cosine to the prefixed references, embedded once). Empty captions
+score 0 on every term.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from finevl.metrics.captioning import CiderD
-from finevl.metrics.clipscore import best_reference_cosine, clip_s, refclip_s
+from finevl.metrics.clipscore import PREFIX, best_reference_cosine, clip_s, refclip_s
 from finevl.models.clip import Clip
 from finevl.models.grammar import GrammarModel
-
-PREFIX = "A photo depicts "
 
 
 @dataclass
@@ -42,22 +41,20 @@ class CaptionReward:
         self.clip, self.image_emb, self.refs, self.w = clip.eval(), image_emb, refs, weights
         self.grammar = grammar
         self.cider = CiderD(refs) if weights.cider else None
-        self._ref_emb: dict[str, torch.Tensor] = {}
+        self.ref_emb = self._embed_references() if weights.refclip else None
 
-    def _ref_features(self, idx: list[int]) -> list[torch.Tensor]:
-        missing = sorted({r for i in idx for r in self.refs[i]} - self._ref_emb.keys())
-        if missing:  # each reference embedded once per run
-            self._ref_emb.update(zip(missing, self.clip.embed_texts(missing), strict=True))
-        return [torch.stack([self._ref_emb[r] for r in self.refs[i]]) for i in idx]
+    def _embed_references(self) -> list[torch.Tensor]:
+        """Every image's prefixed references, embedded once (so a resumed run scores alike)."""
+        texts = list(dict.fromkeys(r for refs in self.refs for r in refs))
+        emb = dict(zip(texts, self.clip.embed_texts([PREFIX + t for t in texts]), strict=True))
+        return [torch.stack([emb[r] for r in refs]) for refs in self.refs]
 
     def _clip_terms(self, idx: list[int], captions: list[str], parts: dict[str, torch.Tensor]) -> None:
         text = self.clip.embed_texts([PREFIX + c for c in captions])
         parts["CLIP-S"] = clip_s(self.image_emb[idx], text)
-        if self.w.refclip:
-            plain = self.clip.embed_texts(captions)
-            parts["RefCLIP-S"] = refclip_s(
-                parts["CLIP-S"], best_reference_cosine(plain, self._ref_features(idx))
-            )
+        if self.ref_emb is not None:
+            cos = best_reference_cosine(text, [self.ref_emb[i] for i in idx])
+            parts["RefCLIP-S"] = refclip_s(parts["CLIP-S"], cos)
 
     @torch.inference_mode()
     def __call__(self, idx: list[int], captions: list[str]) -> dict[str, torch.Tensor]:
