@@ -120,15 +120,28 @@ def test_bad_prediction_files_are_one_clear_error(world, tmp_path, capsys, monke
     _eval_error(world, bad, capsys, monkeypatch, "non-empty list")
 
 
-def test_empty_captions_are_counted_and_score_zero(world, tmp_path, capsys, monkeypatch):
+def test_empty_captions_are_counted_and_score_zero(world, clip_dir, tmp_path, capsys, monkeypatch):
     preds = tmp_path / "p.json"
-    preds.write_text(
-        json.dumps([{"image_id": 0, "caption": ""}, {"image_id": 1, "caption": "a star on snow."}])
-    )
-    res = _ok(
-        ["finecap", "eval", "--pred", str(preds), "--ann", str(world), "--no-meteor"], capsys, monkeypatch
-    )
-    assert res["empty_captions"] == 1 and res["images"] == 2
+    said = {"image_id": 1, "caption": "a star on snow."}
+    scores = []
+    for rows in ([said], [{"image_id": 0, "caption": ""}, said]):
+        preds.write_text(json.dumps(rows))
+        args = [
+            "finecap",
+            "eval",
+            "--pred",
+            str(preds),
+            "--ann",
+            str(world),
+            "--no-meteor",
+            "--clip",
+            clip_dir,
+        ]
+        res = _ok(args, capsys, monkeypatch)
+        assert res["empty_captions"] == len(rows) - 1 and res["images"] == len(rows)
+        scores.append(res["metrics"]["clip"])
+    for name in ("CLIP-S", "RefCLIP-S"):  # the empty caption adds a 0 to the mean
+        assert scores[1][name] == pytest.approx(scores[0][name] / 2, abs=1e-6)
 
 
 def test_finecapeval_csv_is_scored_with_its_images(world, clip_dir, tmp_path, capsys, monkeypatch):

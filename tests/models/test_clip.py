@@ -128,12 +128,18 @@ def test_trimmed_text_encoding_equals_the_libraries_own(saved, name):
     texts = ["a red star", "a small blue striped circle left of a green box on snow"]
     ours = clip.encode_text(clip.tokenize(texts), normalize=False)
     assert clip.tokenize(texts).ids.shape[1] < clip.context_length  # trimmed
+    texts.append("star " * 100)  # and cut to the context, as the library cuts
+    ours = clip.encode_text(clip.tokenize(texts), normalize=False)
     with torch.no_grad():
         if clip.family == "open_clip":
             theirs = clip.inner.encode_text(clip._tokenizer(texts, clip.context_length))
         else:
             enc = clip._tokenizer(
-                texts, padding="max_length", max_length=clip.context_length, return_tensors="pt"
+                texts,
+                padding="max_length",
+                truncation=True,
+                max_length=clip.context_length,
+                return_tensors="pt",
             )
             theirs = clip.inner.get_text_features(**enc)
             theirs = getattr(theirs, "pooler_output", theirs)

@@ -32,31 +32,49 @@ def test_policy_loss_pushes_up_samples_with_positive_advantage():
 
 
 def test_scst_on_a_toy_reward_moves_the_policy_the_right_way(tmp_path):
+    """The reward pays for "star" on even images only, so samples must stay with their image."""
     torch.manual_seed(0)
     tok = train_word_tokenizer(CORPUS, tmp_path / "tok")
     bundle = new_captioner(tok, vision_dim=8, clip_model="x", d_model=32, layers=1, heads=2)
     model = bundle.model.eval()
     cfg = ScstConfig(data="-", out="-", model="-", samples=6, baseline="mean", max_new_tokens=6)
-    feats = torch.randn(8, 3, 8)
+    feats = torch.randn(1, 3, 8).repeat(8, 1, 1) * torch.tensor([1.0, -1.0] * 4)[:, None, None]
+    even = torch.arange(8) % 2 == 0
 
-    def star_reward(idx: list[int], captions: list[str]) -> dict[str, torch.Tensor]:
-        return {"reward": torch.tensor([float("star" in c.lower()) for c in captions])}
+    def star_on_even(idx: list[int], captions: list[str]) -> dict[str, torch.Tensor]:
+        said = torch.tensor([float("star" in c.lower()) for c in captions])
+        return {"reward": torch.where(even[idx], said, 1 - said)}
 
-    def star_rate() -> float:
+    def star_rates() -> tuple[float, float]:
         torch.manual_seed(1)
         with torch.no_grad():
             ids = model.generate_ids(feats, "sample", max_new_tokens=6, num_return_sequences=20)
-        return star_reward([], bundle.decode(ids))["reward"].mean().item()
+        said = torch.tensor([float("star" in c.lower()) for c in bundle.decode(ids)]).view(8, 20).mean(1)
+        return said[even].mean().item(), said[~even].mean().item()
 
-    before = star_rate()
+    even_before, odd_before = star_rates()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        loss, stats = scst_step(bundle, star_reward, feats, list(range(8)), cfg)
+    for _ in range(60):
+        loss, stats = scst_step(bundle, star_on_even, feats, list(range(8)), cfg)
         loss.backward()
         opt.step()
         opt.zero_grad()
     assert "sample/length" in stats and stats["seconds/reward"] >= 0
-    assert star_rate() > before + 0.3
+    even_after, odd_after = star_rates()
+    assert even_after - odd_after > even_before - odd_before + 0.4
+
+
+def test_samples_never_contain_special_tokens(tmp_path):
+    torch.manual_seed(0)
+    tok = train_word_tokenizer(CORPUS, tmp_path / "tok")
+    bundle = new_captioner(tok, vision_dim=8, clip_model="x", d_model=32, layers=1, heads=2)
+    ids = bundle.model.eval().generate_ids(
+        torch.randn(4, 3, 8), "sample", max_new_tokens=12, num_return_sequences=25
+    )
+    special = set(tok.all_special_ids) - {tok.eos_token_id}
+    for row in ids[:, 1:].tolist():
+        body = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        assert not special & set(body)
 
 
 @pytest.fixture(scope="module")

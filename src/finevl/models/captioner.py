@@ -45,6 +45,7 @@ class CaptionerConfig(PretrainedConfig):
         heads: int = 4,
         max_positions: int = 80,
         clip_model: str = "",
+        suppress_token_ids: list[int] | None = None,
         bos_token_id: int = 2,
         eos_token_id: int = 3,
         pad_token_id: int = 0,
@@ -53,6 +54,7 @@ class CaptionerConfig(PretrainedConfig):
         self.vision_dim, self.vocab_size, self.d_model = vision_dim, vocab_size, d_model
         self.layers, self.heads, self.max_positions = layers, heads, max_positions
         self.clip_model = clip_model
+        self.suppress_token_ids = list(suppress_token_ids or [])  # never generated: pad, bos, unk, ...
         super().__init__(
             bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs
         )
@@ -104,8 +106,12 @@ class Captioner(PreTrainedModel):
         )
 
     def token_logprobs(self, image_features: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """(B, L-1) log-probability of each next token of `ids` (which start with BOS)."""
-        logits = self(image_features, ids[:, :-1]).logits
+        """(B, L-1) log-probability of each next token of `ids` (which start with BOS); the
+        attention mask is the generated caption's, so any token before EOS counts as it did
+        when it was sampled."""
+        upto_eos = caption_mask(ids, self.config.eos_token_id)
+        mask = torch.cat([torch.ones_like(upto_eos[:, :1]), upto_eos[:, :-1]], dim=1).long()
+        logits = self(image_features, ids[:, :-1], attention_mask=mask).logits
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 
     @torch.no_grad()
@@ -138,11 +144,16 @@ class Captioner(PreTrainedModel):
             min_new_tokens=min_new_tokens,
             num_return_sequences=num_return_sequences,
             use_cache=use_cache,
+            suppress_tokens=self._never_generated(),
             pad_token_id=self.config.pad_token_id,
             eos_token_id=self.config.eos_token_id,
             bos_token_id=self.config.bos_token_id,
             **options,
         )
+
+    def _never_generated(self) -> list[int]:
+        cfg = self.config
+        return sorted({cfg.pad_token_id, cfg.bos_token_id, *cfg.suppress_token_ids} - {cfg.eos_token_id})
 
 
 def caption_mask(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -205,6 +216,7 @@ def new_captioner(tokenizer: Any, vision_dim: int, clip_model: str, **sizes: int
         vision_dim=vision_dim,
         vocab_size=len(tokenizer),
         clip_model=clip_model,
+        suppress_token_ids=[i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id],
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -176,13 +176,15 @@ class Clip(nn.Module):
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, N, W) the image tower's token features (ViT: class + patch tokens before the
-        projection; timm towers: the last stage map's positions): what a captioner attends to."""
+        """(B, N, W) the image tower's token features, before the projection: what a captioner
+        attends to. HF ViT: class + patch tokens; open_clip ViT: patch tokens (after ln_post);
+        timm towers: the last stage map's positions (or a timm ViT's tokens)."""
         if self.family == "hf":
             return self.inner.vision_model(pixel_values=pixels).last_hidden_state
         visual = self.inner.visual
         if hasattr(visual, "trunk"):
-            return visual.trunk.forward_features(pixels).flatten(2).transpose(1, 2)
+            x = visual.trunk.forward_features(pixels)
+            return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
         keep, visual.output_tokens = visual.output_tokens, True
         try:
             _, tokens = visual(pixels)

@@ -79,12 +79,8 @@ def train_grammar(
         positives = [rng.choice(data.refs[i]) for i in idx]
         negatives = [make_negative(c, rng, vocab)[0] for c in positives]
         losses = grammar_step(model, image_emb[idx], positives, negatives)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        summary = {k: v.item() for k, v in losses.items()} | {"grad_norm": float(grad_norm)}
+        grad_norm = run.update(losses["loss"], model.parameters(), opt, sched)
+        summary = {k: v.item() for k, v in losses.items()} | {"grad_norm": grad_norm}
         if progress:
             progress(1)
         if run.end_step(step, model, opt, sched, summary):

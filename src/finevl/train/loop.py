@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from finevl.data.files import replace_dir, temp_sibling
-from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.data.jsonio import read_json, write_json_atomic, write_text_atomic
 from finevl.errors import FinevlError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def constant_with_warmup(warmup: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up to 1, then constant (SCST)."""
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -70,7 +75,18 @@ def resume_state(run: Path, opt: Any, sched: Any) -> int:
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    return int(read_json(ckpt / "progress.json")["step"])
+    step = int(read_json(ckpt / "progress.json")["step"])
+    _trim_log(run / "log.jsonl", step)
+    return step
+
+
+def _trim_log(log: Path, step: int) -> None:
+    """Drop the lines a killed run logged after its last checkpoint: they are run again."""
+    if log.is_file():
+        lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if json.loads(line).get("step", -1) < step]
+        if len(kept) < len(lines):
+            write_text_atomic(log, "".join(kept))
 
 
 def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
@@ -120,10 +136,20 @@ class Run:
     def optimizer(self, model: torch.nn.Module, constant: bool = False) -> tuple[Any, Any, int]:
         """(AdamW, schedule, first step): resumed state when resuming."""
         opt = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
-        factor = (lambda _: 1.0) if constant else cosine_with_warmup(self.cfg.warmup_steps, self.cfg.steps)
+        warmup = self.cfg.warmup_steps
+        factor = constant_with_warmup(warmup) if constant else cosine_with_warmup(warmup, self.cfg.steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         start = resume_state(self.folder, opt, sched) if self.resume else 0
         return opt, sched, start
+
+    def update(self, loss: torch.Tensor, params: Any, opt: Any, sched: Any) -> float:
+        """Backward, clip the gradient norm (`max_grad_norm`, 0: none), step; the norm."""
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(list(params), self.cfg.max_grad_norm or float("inf"))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return float(norm)
 
     def end_step(self, step: int, model: Any, opt: Any, sched: Any, summary: dict[str, Any]) -> bool:
         """Log, checkpoint when due; True when the time budget is spent (saved, stop now)."""

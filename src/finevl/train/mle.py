@@ -39,7 +39,8 @@ def _start(cfg: CaptionTrainConfig, run: Run, vision_dim: int) -> CaptionerBundl
         return bundle
     tokenizer = train_word_tokenizer(corpus_texts(cfg.data), run.folder / "tokenizer")
     sizes = {"d_model": cfg.d_model, "layers": cfg.layers, "heads": cfg.heads}
-    return new_captioner(tokenizer, vision_dim, cfg.clip, **sizes)
+    clip = Path(cfg.clip).resolve() if Path(cfg.clip).exists() else cfg.clip  # usable from anywhere
+    return new_captioner(tokenizer, vision_dim, str(clip), **sizes)
 
 
 def mle_batch(
@@ -70,12 +71,8 @@ def train_captioner(
             bundle, data.refs, batch_indices(len(data), cfg.batch_size, step, cfg.seed), cfg.max_length
         )
         loss = model(feats[rows], ids, labels=labels).loss
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        summary = {"loss": loss.item(), "grad_norm": float(grad_norm), "lr": sched.get_last_lr()[0]}
+        grad_norm = run.update(loss, model.parameters(), opt, sched)
+        summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
         if progress:
             progress(1)
         if run.end_step(step, bundle, opt, sched, summary):

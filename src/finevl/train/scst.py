@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from finevl.errors import FinevlError
 from finevl.models.captioner import CaptionerBundle, caption_mask, load_captioner
-from finevl.models.clip import load_clip
+from finevl.models.clip import Clip, load_clip
 from finevl.models.grammar import load_grammar
 from finevl.train.config import ScstConfig
 from finevl.train.loop import Run, batch_indices
@@ -69,13 +70,19 @@ def scst_step(
     stats = {f"sample/{name}": v.mean().item() for name, v in scored.items()}
     if base is not None:
         stats["greedy/reward"] = base.mean().item()
-    stats["sample/length"] = (mask.sum(1) - 1).clamp(min=0).mean().item()  # words, EOS not counted
+    ended = (samples[:, 1:] == model.config.eos_token_id).any(1).float()
+    stats["sample/length"] = (mask.sum(1) - ended).mean().item()  # tokens, EOS not counted
     stats["seconds/generate"], stats["seconds/reward"] = t1 - t0, t2 - t1
     return loss, stats
 
 
-def _reward(cfg: ScstConfig, bundle: CaptionerBundle, data: Any) -> CaptionReward:
-    clip = load_clip(cfg.clip or bundle.model.config.clip_model)
+def _reward(cfg: ScstConfig, captioner_clip: Clip, data: Any) -> CaptionReward:
+    clip = load_clip(cfg.clip) if cfg.clip else captioner_clip
+    if clip.image_size != captioner_clip.image_size:
+        raise FinevlError(
+            f"--clip {cfg.clip} reads {clip.image_size} px images, "
+            f"the captioner's CLIP {captioner_clip.image_size} px"
+        )
     weights = RewardWeights(cfg.clip_s_weight, cfg.cider_weight, cfg.refclip_weight, cfg.grammar_weight)
     grammar = load_grammar(cfg.grammar) if cfg.grammar else None
     return CaptionReward(clip, clip.embed_pixels(data.images), data.refs, weights, grammar)
@@ -86,8 +93,9 @@ def train_scst(cfg: ScstConfig, resume: bool = False, progress: Callable[[int], 
     run = Run(cfg, resume)
     torch.manual_seed(cfg.seed)
     bundle = load_captioner(run.start_model)
-    data, feats = captioning_data(cfg.data, load_clip(bundle.model.config.clip_model), cfg.split)
-    reward = _reward(cfg, bundle, data)
+    captioner_clip = load_clip(bundle.model.config.clip_model)
+    data, feats = captioning_data(cfg.data, captioner_clip, cfg.split)
+    reward = _reward(cfg, captioner_clip, data)
     model = bundle.model.eval()  # dropout off; gradients still flow
     opt, sched, start = run.optimizer(model, constant=True)
     summary: dict[str, Any] = {}
@@ -97,13 +105,9 @@ def train_scst(cfg: ScstConfig, resume: bool = False, progress: Callable[[int], 
         began = time.perf_counter()
         idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed).tolist()
         loss, stats = scst_step(bundle, reward, feats[idx], idx, cfg)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        grad_norm = run.update(loss, model.parameters(), opt, sched)
         step_s = time.perf_counter() - began
-        summary = {"loss": loss.item(), "grad_norm": float(grad_norm), **stats, "seconds/step": step_s}
+        summary = {"loss": loss.item(), "grad_norm": grad_norm, **stats, "seconds/step": step_s}
         summary["reward_share"] = stats["seconds/reward"] / step_s
         summary["samples_per_s"] = len(idx) * cfg.samples / step_s
         if progress:
