@@ -33,7 +33,20 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "cmd", [[], ["world"], ["world", "generate"], ["world", "show"], ["data", "check"], ["data", "tokenizer"]]
+    "cmd",
+    [
+        [],
+        ["world"],
+        ["world", "generate"],
+        ["world", "show"],
+        ["data", "check"],
+        ["data", "tokenizer"],
+        ["caption", "train"],
+        ["caption", "scst"],
+        ["caption", "generate"],
+        ["grammar", "train"],
+        ["finecap", "eval"],
+    ],
 )
 def test_help_everywhere(cmd, capsys, monkeypatch):
     code, out, _ = run([*cmd, "--help"], capsys, monkeypatch)
@@ -148,3 +161,45 @@ def test_gallery_refuses_an_image_of_the_wrong_size(world_copy, capsys, monkeypa
     Image.new("RGB", (10, 10)).save(victim)
     code, _, err = run(["world", "show", str(world_copy)], capsys, monkeypatch)
     assert_one_line_error(code, err, victim.name, "10x10")
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["caption", "train", "--data", "d", "--out", "o"], "--clip is required"),
+        (
+            [
+                "caption",
+                "train",
+                "--data",
+                "d",
+                "--out",
+                "o",
+                "--clip",
+                "c",
+                "--d-model",
+                "30",
+                "--heads",
+                "4",
+            ],
+            "--d-model",
+        ),
+        (["caption", "scst", "--data", "d", "--out", "o"], "--model"),
+        (
+            ["caption", "scst", "--data", "d", "--out", "o", "--model", "m", "--baseline", "best"],
+            "--baseline",
+        ),
+        (
+            ["caption", "scst", "--data", "d", "--out", "o", "--model", "m", "--clip-s-weight", "0"],
+            "nothing to optimise",
+        ),
+        (
+            ["caption", "scst", "--data", "d", "--out", "o", "--model", "m", "--grammar-weight", "1"],
+            "--grammar",
+        ),
+        (["caption", "generate", "--model", "nowhere", "--data", "d", "--out", "o.json"], "not a captioner"),
+    ],
+)
+def test_captioning_settings_are_checked_in_one_line(args, needle, capsys, monkeypatch):
+    code, _, err = run(args, capsys, monkeypatch)
+    assert_one_line_error(code, err, needle)
