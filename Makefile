@@ -55,6 +55,8 @@ bench: install
 	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --out benchmarks/results/clip_fineshapes.json
 	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --out benchmarks/results/clip_train.json
+	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --out benchmarks/results/captioning_speed.json
+	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
 
 lint: install
 	$(BIN)/ruff check .

@@ -115,6 +115,14 @@ def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, str]]
     return table
 
 
+def markdown(table: dict[str, dict[str, str]]) -> str:
+    """The table as Markdown, rows x HEADLINE columns, for docs/clip_reward.md."""
+    cols = list(HEADLINE)
+    lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(values[c] for c in cols) + " |" for row, values in table.items()]
+    return "\n".join(lines)
+
+
 def examples(args: argparse.Namespace, seed: int, n: int = 6) -> list[dict[str, str]]:
     work = Path(args.work) / f"seed{seed}"
     out = []
@@ -153,8 +161,10 @@ def main() -> None:
         "benchmark": "clip_reward",
         "settings": {k: str(v) for k, v in vars(args).items()},
         "table": summarise(per_seed),
+        "seeds": list(per_seed),
         "examples": examples(args, args.seeds[0]),
     }
+    result["markdown"] = markdown(result["table"])
     if args.out:
         write_json_atomic(args.out, result)
     print(json.dumps(result["table"], indent=1, ensure_ascii=False))
