@@ -123,6 +123,25 @@ def markdown(table: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def run_summaries(args: argparse.Namespace) -> dict[str, Any]:
+    """Grammar-head held-out accuracy and SCST speed, mean ± std over seeds, from the runs."""
+
+    def stat(values: list[float]) -> str:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.3f} ± {std:.3f}"
+
+    work = Path(args.work)
+    grammar = [
+        read_json(work / f"seed{s}" / "grammar" / "summary.json")["held_out_accuracy"] for s in args.seeds
+    ]
+    scst = [read_json(p) for s in args.seeds for p in (work / f"seed{s}").glob("SCST_*/summary.json")]
+    return {
+        "grammar_held_out_accuracy": {k: stat([g[k] for g in grammar]) for k in grammar[0]},
+        "scst_samples_per_s": stat([r["samples_per_s"] for r in scst]),
+        "scst_reward_share": stat([r["reward_share"] for r in scst]),
+    }
+
+
 def examples(args: argparse.Namespace, seed: int, n: int = 6) -> list[dict[str, str]]:
     work = Path(args.work) / f"seed{seed}"
     out = []
@@ -162,6 +181,7 @@ def main() -> None:
         "settings": {k: str(v) for k, v in vars(args).items()},
         "table": summarise(per_seed),
         "seeds": list(per_seed),
+        "runs": run_summaries(args),
         "examples": examples(args, args.seeds[0]),
     }
     result["markdown"] = markdown(result["table"])
