@@ -158,20 +158,22 @@ def _write(result: dict[str, Any], out: Path | None) -> None:
     _emit(result)
 
 
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")]
+
+
+def _train(trainer: Any, config: Any, resume: bool) -> None:
+    with _progress(config.steps, "training") as bar:
+        task = bar.add_task("train", total=config.steps)
+        _emit(trainer(config, resume=resume, progress=lambda k: bar.advance(task, k)))
+
+
 @clip_app.command("train")
 @config_options(ClipTrainConfig)
-def clip_train(
-    config: ClipTrainConfig,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
-    ] = False,
-) -> None:
+def clip_train(config: ClipTrainConfig, resume: ResumeOpt = False) -> None:
     """Contrastive training (open_clip ClipLoss) on accelerate; CPU, multi-process or GPU."""
     from finevl.train.contrastive import train_clip
 
-    with _progress(config.steps, "training") as bar:
-        task = bar.add_task("train", total=config.steps)
-        _emit(train_clip(config, resume=resume, progress=lambda k: bar.advance(task, k)))
+    _train(train_clip, config, resume)
 
 
 @clip_app.command("zeroshot")
@@ -281,15 +283,6 @@ def clip_caption(
     preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
     write_json_atomic(out, preds)
     _emit({"predictions": str(out), "images": len(preds), "pool": len(texts)})
-
-
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")]
-
-
-def _train(trainer: Any, config: Any, resume: bool) -> None:
-    with _progress(config.steps, "training") as bar:
-        task = bar.add_task("train", total=config.steps)
-        _emit(trainer(config, resume=resume, progress=lambda k: bar.advance(task, k)))
 
 
 @caption_app.command("train")

@@ -27,7 +27,7 @@ from finevl.data.coco import CocoCaptions
 from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
 from finevl.errors import FinevlError
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
-from finevl.metrics.clipscore import PREFIX, best_reference_cosine, clip_s, refclip_s
+from finevl.metrics.clipscore import PREFIX, ClipScore
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip
@@ -135,18 +135,18 @@ def _clip_measures(
     captions score 0) and retrieval with each caption as the query, both directions."""
     image_emb = clip.embed_pixels(images)
     said = [k for k, i in enumerate(ids) if preds[i]]
-    scores = {name: torch.zeros(len(ids)) for name in ("CLIP-S", "RefCLIP-S", "RefCLIP-S-j")}
+    out = dict.fromkeys(("CLIP-S", "RefCLIP-S", "RefCLIP-S-j"), 0.0)
     if said:
-        text = clip.embed_texts([PREFIX + preds[ids[k]] for k in said])
-        s = clip_s(image_emb[said], text)
-        cos = best_reference_cosine(
-            text, [clip.embed_texts([PREFIX + r for r in refs[ids[k]]]) for k in said]
+        texts = list(dict.fromkeys(r for k in said for r in refs[ids[k]]))  # each reference once
+        ref_emb = dict(zip(texts, clip.embed_texts([PREFIX + t for t in texts]), strict=True))
+        score = ClipScore()
+        score.update(
+            image_emb[said],
+            clip.embed_texts([PREFIX + preds[ids[k]] for k in said]),
+            [torch.stack([ref_emb[r] for r in refs[ids[k]]]) for k in said],
         )
-        scores["CLIP-S"][said] = s
-        scores["RefCLIP-S"][said] = refclip_s(s, cos)
-        scores["RefCLIP-S-j"][said] = refclip_s(s, cos, variant="j")
+        out = {name: v * len(said) / len(ids) for name, v in score.compute().items()}  # empty ones: 0
     queries = clip.embed_texts([preds[i] or "." for i in ids])
-    out = {name: v.mean().item() for name, v in scores.items()}
     return (
         out
         | retrieval_recall(image_emb, queries, torch.arange(len(ids)), ks=(1, 5, 10, 50))
