@@ -17,6 +17,8 @@ import typer
 from finevl.errors import FinevlError
 from finevl.options import config_options
 from finevl.train.config import CaptionTrainConfig, ClipTrainConfig, GrammarTrainConfig, ScstConfig
+from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PrefsConfig
+from finevl.train.stic.pipeline import PipelineConfig
 from finevl.world.config import WorldConfig
 
 app = typer.Typer(
@@ -39,6 +41,12 @@ grammar_app = typer.Typer(help="Grammar head on CLIP's text tower (SCST reward).
 app.add_typer(grammar_app, name="grammar")
 finecap_app = typer.Typer(help="Fine-grained caption evaluation (FineCapEval-style).", no_args_is_help=True)
 app.add_typer(finecap_app, name="finecap")
+stic_app = typer.Typer(
+    help="STIC: self-training of a vision-language model (LLaVA, DPO).", no_args_is_help=True
+)
+app.add_typer(stic_app, name="stic")
+vqa_app = typer.Typer(help="VQA evaluation of vision-language models.", no_args_is_help=True)
+app.add_typer(vqa_app, name="vqa")
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Checkpoint dir (open_clip or HF), preset, or open_clip arch.")
@@ -365,6 +373,109 @@ def finecap_eval(
     if out:
         from finevl.data.jsonio import write_json_atomic
 
+        write_json_atomic(out, result)
+    _emit(result)
+
+
+@stic_app.command("base")
+@config_options(BaseConfig)
+def stic_base(config: BaseConfig, resume: ResumeOpt = False) -> None:
+    """The SFT base: a LLaVA from a CLIP tower and a fresh Llama; LM, alignment, instructions."""
+    from finevl.train.stic.base import train_base
+
+    steps = config.lm_steps + config.align_steps + config.sft_steps
+    with _progress(steps, "base model") as bar:
+        task = bar.add_task("train", total=steps)
+        _emit(train_base(config, resume=resume, progress=lambda k: bar.advance(task, k)))
+
+
+@stic_app.command("prefs")
+@config_options(PrefsConfig)
+def stic_prefs(config: PrefsConfig) -> None:
+    """Stage 1 data: preferred (step-by-step) and dispreferred (hallucination/corruption) answers."""
+    from finevl.train.stic.prefs import make_preferences
+
+    with _progress(2 * config.images, "answers") as bar:
+        task = bar.add_task("generate", total=2 * config.images)
+        _emit(make_preferences(config, progress=lambda k: bar.advance(task, k)))
+
+
+@stic_app.command("dpo")
+@config_options(DpoConfig)
+def stic_dpo(config: DpoConfig) -> None:
+    """Stage 1 training: TRL DPO (sigmoid + SFT term) with a LoRA adapter; merged model out."""
+    from finevl.train.stic.dpo import train_dpo
+
+    with _progress(None, "DPO steps") as bar:
+        task = bar.add_task("dpo", total=None)
+        _emit(train_dpo(config, progress=lambda k: bar.advance(task, k)))
+
+
+@stic_app.command("dift")
+@config_options(DiftConfig)
+def stic_dift(config: DiftConfig, resume: ResumeOpt = False) -> None:
+    """Stage 2: fine-tune with the model's own image descriptions infused into the prompts."""
+    from finevl.train.stic.dift import train_dift
+
+    _train(train_dift, config, resume)
+
+
+@stic_app.command("quickstart")
+@config_options(PipelineConfig)
+def stic_quickstart(config: PipelineConfig) -> None:
+    """A small STIC run: base, preferences, DPO, DIFT, each evaluated (results/vqa-*.json)."""
+    from finevl.apps.vqa_eval import evaluate_on_world
+    from finevl.data.jsonio import write_json_atomic
+    from finevl.train.stic.pipeline import run_base, stic_variant
+
+    with _progress(None, "STIC pipeline") as bar:
+        task = bar.add_task("stages", total=None)
+        base, instructions = run_base(config)
+        bar.advance(task)
+        models = {"base": base, **stic_variant(config, base, instructions, "stic")}
+        results = {}
+        for label, model in models.items():
+            res, _ = evaluate_on_world(model, config.data, "test", config.eval_images, label=f"STIC {label}")
+            write_json_atomic(Path(config.out) / "results" / f"vqa-{label}.json", res)
+            results[label] = {k: v for k, v in res["metrics"].items() if k.startswith("accuracy/")}
+            bar.advance(task)
+    _emit({"out": config.out, "models": models, "accuracy": results})
+
+
+@vqa_app.command("eval")
+def vqa_eval(
+    model: Annotated[Path, typer.Option("--model", help="A LLaVA-family model folder.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="A FineShapes world (its VQA families + descriptions).")
+    ] = None,
+    questions: Annotated[
+        Path | None, typer.Option("--questions", help="LLaVA-style question JSONL (instead of --data).")
+    ] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of the questions' images.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of --data.")] = "test",
+    limit: Annotated[int | None, typer.Option("--limit", help="First N images of the split.")] = None,
+    answers: Annotated[Path | None, typer.Option("--answers", help="Write answers (LLaVA JSONL).")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
+    out: OutOpt = None,
+) -> None:
+    """Exact-match accuracy per question family on normalised answers (+ description facts)."""
+    from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, read_questions
+    from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
+    from finevl.models.lvlm import load_lvlm
+
+    if (data is None) == (questions is None):
+        raise FinevlError("give either --data (a world) or --questions (with --images)")
+    if max_new_tokens < 1:
+        raise FinevlError("--max-new-tokens must be >= 1")
+    if data is not None:
+        result, rows = evaluate_on_world(model, data, split, limit, max_new_tokens=max_new_tokens)
+    else:
+        qs = read_questions(questions)
+        metrics, rows = evaluate_vqa(load_lvlm(model), qs, images or questions.parent, None, max_new_tokens)
+        result = {"dataset": str(questions), "model": str(model), "task": "vqa", "metrics": metrics}
+    if answers and rows:
+        write_text_atomic(answers, "".join(dumps(r) + "\n" for r in rows))
+    if out:
         write_json_atomic(out, result)
     _emit(result)
 

@@ -88,3 +88,16 @@ class ImageLoader:
             logger.warning("skipping %s", e)
             self.skipped.append(str(e))
             return None
+
+
+class ImageCache:
+    """Images under a root folder, each loaded once (`load_image`: one clear error per bad file)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._images: dict[str, Image.Image] = {}
+
+    def __call__(self, name: str) -> Image.Image:
+        if name not in self._images:
+            self._images[name] = load_image(self.root / name, name=name)
+        return self._images[name]

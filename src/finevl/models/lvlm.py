@@ -1,0 +1,314 @@
+"""LLaVA-style vision-language models (seed 001).
+
+One `Lvlm` wraps a Hugging Face image-text-to-text model and its processor: either a
+`LlavaForConditionalGeneration` built here from a finevl CLIP's image tower, a two-layer
+projector and a small Llama trained from scratch on world text (`build_lvlm`), or any local
+LLaVA / LLaVA-NeXT checkpoint directory (`load_lvlm`). Prompts go through the processor's
+chat template, so `<image>` handling is the checkpoint's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from finevl.data.files import replace_dir, temp_sibling
+from finevl.errors import FinevlError
+from finevl.models.clip import Clip, check_safetensors
+
+IMAGE_TOKEN = "<image>"
+IGNORE_INDEX = -100
+
+# LLaVA-1.5's conversation shape ("USER: <image>\n... ASSISTANT: ...</s>"), written for a
+# word tokenizer: the role words and `</s>` are ordinary entries of its vocabulary.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if m['role'] == 'user' %} {% else %}</s>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+# Llama sizes for a language model trained from scratch here.
+LM_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4},
+    "small": {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 8},
+}
+
+
+def user_message(question: str, image: bool = True) -> list[dict[str, Any]]:
+    """A one-turn user message in the chat-template format (image first, as LLaVA)."""
+    content: list[dict[str, str]] = [{"type": "image"}] if image else []
+    return [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
+
+
+def assistant_message(answer: str) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+class Lvlm:
+    """A vision-language model and its processor: chat prompts, batched generation,
+    supervised batches (loss on the answer tokens only), atomic save."""
+
+    def __init__(self, model: Any, processor: Any, name: str = ""):
+        self.model = model
+        self.processor = processor
+        self.name = name
+        tok = processor.tokenizer
+        if tok.pad_token is None:  # Llama/Mistral tokenizers ship without one
+            tok.pad_token = tok.eos_token
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def prompt(self, question: str, image: bool = True) -> str:
+        """The chat-formatted prompt of one question, ending where the answer starts."""
+        return self.processor.apply_chat_template(user_message(question, image), add_generation_prompt=True)
+
+    def inputs(
+        self,
+        images: Sequence[Image.Image | None],
+        prompts: Sequence[str],
+        answers: Sequence[str] | None = None,
+        padding_side: str = "left",
+    ) -> dict[str, torch.Tensor]:
+        """Processor inputs for a batch of formatted prompts (with their images; rows without
+        an image are text only). With `answers`, each answer and EOS are appended and
+        `labels` mark only their tokens."""
+        texts = list(prompts)
+        if answers is not None:
+            eos = self.tokenizer.eos_token
+            texts = [f"{p} {a}{eos}" for p, a in zip(prompts, answers, strict=True)]
+        pics = [im for im in images if im is not None]
+        if pics and len(pics) != len(texts):
+            raise FinevlError("a batch mixes rows with and without an image")
+        self.tokenizer.padding_side = padding_side
+        kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
+        if pics:
+            kwargs["images"] = pics
+        batch = dict(self.processor(**kwargs))
+        if answers is not None:
+            batch["labels"] = self._answer_labels(batch, images, prompts)
+        return batch
+
+    def _answer_labels(
+        self, batch: dict[str, torch.Tensor], images: Sequence[Image.Image | None], prompts: Sequence[str]
+    ) -> torch.Tensor:
+        prompt_only = self.inputs(images, prompts, padding_side="right")
+        prompt_len = prompt_only["attention_mask"].sum(1)
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = IGNORE_INDEX
+        positions = torch.arange(labels.shape[1]).expand_as(labels)
+        labels[positions < prompt_len[:, None]] = IGNORE_INDEX  # right padding: the prompt leads
+        return labels
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens of a batch from `inputs(..., answers)`."""
+        device = self.model.device
+        return self.model(**{k: v.to(device) for k, v in batch.items()}).loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: Sequence[Image.Image | None],
+        questions: Sequence[str],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        batch_size: int = 32,
+        seed: int = 0,
+        progress: Any = None,
+    ) -> list[str]:
+        """Answers to `questions` about `images` (None: no image), greedy when temperature is
+        0, sampled otherwise (seeded); left-padded batches."""
+        torch.manual_seed(seed)
+        self.model.eval()
+        out: list[str] = []
+        for start in range(0, len(questions), batch_size):
+            ims = images[start : start + batch_size]
+            prompts = [self.prompt(q, im is not None) for q, im in zip(questions[start:], ims, strict=False)]
+            batch = {k: v.to(self.model.device) for k, v in self.inputs(ims, prompts).items()}
+            sampling = (
+                {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            )
+            ids = self.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **sampling,
+            )
+            new = ids[:, batch["input_ids"].shape[1] :]
+            out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+            if progress is not None:
+                progress(len(ims))
+        return out
+
+    def save(self, out_dir: str | Path) -> Path:
+        """`save_pretrained` of model and processor, written atomically."""
+        out_dir = Path(out_dir)
+        tmp = temp_sibling(out_dir)
+        self.model.save_pretrained(str(tmp))
+        self.processor.save_pretrained(str(tmp))
+        replace_dir(tmp, out_dir)
+        return out_dir
+
+
+def _open_clip_vision_to_hf(visual: torch.nn.Module, image_size: int) -> tuple[Any, dict[str, torch.Tensor]]:
+    """An open_clip `VisionTransformer` as a Hugging Face `CLIPVisionConfig` and state dict
+    of `CLIPVisionModel.vision_model` (same function: tested against open_clip's tokens)."""
+    from transformers import CLIPVisionConfig
+
+    name = type(visual).__name__
+    block = visual.transformer.resblocks[0] if hasattr(visual, "transformer") else None
+    if name != "VisionTransformer" or block is None or not isinstance(block.ls_1, torch.nn.Identity):
+        raise FinevlError(f"an LLaVA vision tower needs a plain ViT CLIP; this one has a {name} image tower")
+    width = visual.conv1.out_channels
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=block.mlp.c_fc.out_features,
+        num_hidden_layers=len(visual.transformer.resblocks),
+        num_attention_heads=block.attn.num_heads,
+        image_size=image_size,
+        patch_size=visual.conv1.kernel_size[0],
+        hidden_act="quick_gelu" if "QuickGELU" in type(block.mlp.gelu).__name__ else "gelu",
+        layer_norm_eps=block.ln_1.eps,
+    )
+    state = {
+        "embeddings.class_embedding": visual.class_embedding,
+        "embeddings.patch_embedding.weight": visual.conv1.weight,
+        "embeddings.position_embedding.weight": visual.positional_embedding,
+        "pre_layrnorm.weight": visual.ln_pre.weight,
+        "pre_layrnorm.bias": visual.ln_pre.bias,
+        "post_layernorm.weight": visual.ln_post.weight,
+        "post_layernorm.bias": visual.ln_post.bias,
+    }
+    for i, blk in enumerate(visual.transformer.resblocks):
+        pre = f"encoder.layers.{i}."
+        for proj, w, b in zip(
+            ("q_proj", "k_proj", "v_proj"),
+            blk.attn.in_proj_weight.chunk(3),
+            blk.attn.in_proj_bias.chunk(3),
+            strict=True,
+        ):
+            state[pre + f"self_attn.{proj}.weight"], state[pre + f"self_attn.{proj}.bias"] = w, b
+        pairs = {
+            "self_attn.out_proj": blk.attn.out_proj,
+            "layer_norm1": blk.ln_1,
+            "layer_norm2": blk.ln_2,
+            "mlp.fc1": blk.mlp.c_fc,
+            "mlp.fc2": blk.mlp.c_proj,
+        }
+        for hf, mod in pairs.items():
+            state[pre + hf + ".weight"], state[pre + hf + ".bias"] = mod.weight, mod.bias
+    return config, {k: v.detach().clone() for k, v in state.items()}
+
+
+def clip_vision_tower(clip: Clip) -> tuple[Any, dict[str, torch.Tensor], Any]:
+    """(CLIPVisionConfig, `vision_model` state dict, image processor) of a finevl CLIP of
+    either family, for a LLaVA vision tower."""
+    from transformers import CLIPImageProcessor
+
+    side = clip.image_size
+    if clip.family == "hf":
+        config = clip.inner.config.vision_config
+        state = clip.inner.vision_model.state_dict()
+    else:
+        config, state = _open_clip_vision_to_hf(clip.inner.visual, side)
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": side},
+        crop_size={"height": side, "width": side},
+        image_mean=list(clip.image_mean),
+        image_std=list(clip.image_std),
+    )
+    return config, state, processor
+
+
+def build_lvlm(clip: Clip, tokenizer: Any, lm: str = "tiny", seed: int = 0) -> Lvlm:
+    """A new LLaVA: the CLIP's image tower (weights copied, all CLS + patch features of the
+    last layer), a fresh two-layer GELU projector and a fresh Llama of preset `lm` over the
+    word `tokenizer` (which must know `<image>`)."""
+    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    if lm not in LM_PRESETS:
+        raise FinevlError(f"unknown language-model preset {lm!r} (have {', '.join(LM_PRESETS)})")
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_id is None or image_id == tokenizer.unk_token_id:
+        raise FinevlError(f"the tokenizer has no {IMAGE_TOKEN} token")
+    vision_config, vision_state, image_processor = clip_vision_tower(clip)
+    heads = LM_PRESETS[lm]["num_attention_heads"]
+    text_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **LM_PRESETS[lm],
+    )
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=image_id,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.model.vision_tower.load_state_dict(vision_state)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.chat_template = CHAT_TEMPLATE
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision_config.patch_size,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,  # the CLS feature
+        image_token=IMAGE_TOKEN,
+        chat_template=CHAT_TEMPLATE,
+    )
+    return Lvlm(model.eval(), processor, f"llava({clip.name}, {lm})")
+
+
+def _check_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise FinevlError(f"{path}: model directory not found")
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise FinevlError(f"{path}: a LoRA adapter, not a model (load it with its base: --merge when saving)")
+    missing = [f for f in ("config.json",) if not (path / f).is_file()]
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        missing.append("*.safetensors weights")
+    if not ((path / "tokenizer.json").is_file() or (path / "tokenizer.model").is_file()):
+        missing.append("tokenizer.json")
+    if not any((path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
+        missing.append("preprocessor_config.json")
+    if missing:
+        raise FinevlError(f"{path}: incomplete model directory (no {', '.join(missing)})")
+    for w in weights:
+        check_safetensors(w)
+
+
+def load_lvlm(path: str | Path, dtype: torch.dtype | None = None) -> Lvlm:
+    """A local LLaVA-family checkpoint directory (finevl's, or e.g. llava-hf's LLaVA-NeXT):
+    `from_pretrained` with local files only, safetensors only, no remote code."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path)
+    _check_dir(path)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, dtype=dtype
+        )
+        processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FinevlError(f"{path}: cannot load the vision-language model ({first[:300]})") from None
+    return Lvlm(model.eval(), processor, str(path))

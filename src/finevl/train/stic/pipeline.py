@@ -1,0 +1,113 @@
+"""The whole STIC pipeline in one call, at a chosen size: base -> preferences -> DPO -> DIFT,
+each stage's model evaluated on held-out VQA. `finevl stic quickstart` runs a small one;
+`benchmarks/stic.py` runs its rows (sharing the base across them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.errors import FinevlError
+from finevl.train.stic.base import base_model, train_base
+from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PrefsConfig
+from finevl.train.stic.dift import train_dift
+from finevl.train.stic.dpo import train_dpo
+from finevl.train.stic.prefs import make_preferences
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of `finevl stic quickstart` (small defaults: a few minutes on two cores)."""
+
+    data: str = field(default="", metadata={"help": "World folder."})
+    clip: str = field(default="", metadata={"help": "CLIP (ViT) whose image tower the model uses."})
+    out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage)."})
+    lm_steps: int = field(default=300, metadata={"help": "Base: language-model steps."})
+    align_steps: int = field(default=100, metadata={"help": "Base: projector-alignment steps."})
+    sft_steps: int = field(default=300, metadata={"help": "Base: instruction-tuning steps."})
+    sft_images: int = field(default=500, metadata={"help": "Base: instruction images."})
+    pref_images: int = field(default=200, metadata={"help": "Stage 1: unlabeled images."})
+    dift_steps: int = field(default=60, metadata={"help": "Stage 2: fine-tuning steps."})
+    dift_examples: int = field(default=500, metadata={"help": "Stage 2: infused instruction turns."})
+    eval_images: int = field(default=100, metadata={"help": "Held-out test images to evaluate on."})
+    seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.clip or not self.out:
+            raise FinevlError("--data, --clip and --out are required")
+
+
+def _once(path: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A stage's summary: read back when it already ran (so a killed pipeline resumes)."""
+    if path.is_file():
+        return read_json(path)
+    return make()
+
+
+def stic_variant(
+    cfg: PipelineConfig,
+    base: str,
+    instructions: str,
+    name: str,
+    corruption_share: float = 0.5,
+    apply_corruption: bool = True,
+    drop_image: bool = False,
+    dift: bool = True,
+) -> dict[str, str]:
+    """Stage 1 (and 2) from a finished base, into `out/name/`: {stage: model folder}."""
+    out = Path(cfg.out) / name
+    prefs = PrefsConfig(
+        model=base,
+        data=cfg.data,
+        out=str(out / "prefs.jsonl"),
+        images=cfg.pref_images,
+        exclude=instructions,
+        corruption_share=corruption_share,
+        apply_corruption=apply_corruption,
+        seed=cfg.seed,
+    )
+    _once(out / "prefs.json", lambda: _saved(out / "prefs.json", make_preferences(prefs)))
+    dpo = DpoConfig(
+        model=base, prefs=prefs.out, data=cfg.data, out=str(out / "dpo"), drop_image=drop_image, seed=cfg.seed
+    )
+    models = {"dpo": _once(out / "dpo" / "summary.json", lambda: train_dpo(dpo))["model"]}
+    if dift:
+        dift_cfg = DiftConfig(
+            data=cfg.data,
+            out=str(out / "dift"),
+            model=models["dpo"],
+            instructions=instructions,
+            examples=cfg.dift_examples,
+            steps=cfg.dift_steps,
+            batch_size=16,
+            warmup_steps=max(1, cfg.dift_steps // 10),
+            save_every=cfg.dift_steps,
+            seed=cfg.seed,
+        )
+        models["dift"] = _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg))["model"]
+        models["dift"] = str(out / "dift" / "checkpoint" / "model")
+    return models
+
+
+def _saved(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    write_json_atomic(path, summary)
+    return summary
+
+
+def run_base(cfg: PipelineConfig) -> tuple[str, str]:
+    """(base model folder, its instruction JSON), trained once under `out/base`."""
+    base_cfg = BaseConfig(
+        data=cfg.data,
+        clip=cfg.clip,
+        out=str(Path(cfg.out) / "base"),
+        lm_steps=cfg.lm_steps,
+        align_steps=cfg.align_steps,
+        sft_steps=cfg.sft_steps,
+        sft_images=cfg.sft_images,
+        seed=cfg.seed,
+    )
+    summary = _once(Path(base_cfg.out) / "summary.json", lambda: train_base(base_cfg, resume=True))
+    return str(base_model(base_cfg.out)), summary["instructions"]

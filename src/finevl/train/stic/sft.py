@@ -1,0 +1,117 @@
+"""Supervised training of a vision-language model on turns (loss on the answer tokens), the
+one loop behind every stage that is not DPO: language modelling, projector alignment,
+instruction tuning and description-infused fine-tuning. The vision tower stays frozen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finevl.data.conversations import Turn
+from finevl.data.images import ImageCache
+from finevl.errors import FinevlError
+from finevl.models.lvlm import Lvlm, load_lvlm
+from finevl.train.loop import Run, batch_indices
+from finevl.train.stic.config import LoraSettings, SupervisedConfig
+
+LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def lora_config(settings: LoraSettings) -> Any:
+    """peft LoRA on the language model's linear layers (a regex, since the CLIP vision tower
+    has `q_proj`/`k_proj`/`v_proj` too)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=LM_LINEAR,
+        task_type="CAUSAL_LM",
+    )
+
+
+def set_trainable(model: torch.nn.Module, train: str) -> None:
+    """Freeze everything, then unfreeze the language model (+ head) and/or the projector."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    parts = {
+        "lm": [model.model.language_model, model.lm_head],
+        "projector": [model.model.multi_modal_projector],
+    }
+    for part in train.split("+"):
+        for module in parts[part]:
+            module.requires_grad_(True)
+
+
+class _LoraLvlm(Lvlm):
+    """An Lvlm whose model is a peft LoRA wrapper; it saves the merged model."""
+
+    def save(self, out_dir: str | Path) -> Path:
+        merged = Lvlm(self.model.merge_and_unload(progressbar=False, safe_merge=True), self.processor)
+        try:
+            return merged.save(out_dir)
+        finally:  # merge_and_unload replaced the LoRA layers: wrap the merged weights anew
+            self.model = _lora_wrap(merged.model, self.settings)
+
+
+def _lora_wrap(model: torch.nn.Module, settings: LoraSettings) -> Any:
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(settings))
+
+
+def _prepare(lvlm: Lvlm, cfg: SupervisedConfig) -> Lvlm:
+    if cfg.train != "lora":
+        set_trainable(lvlm.model, cfg.train)
+        return lvlm
+    wrapped = _LoraLvlm(_lora_wrap(lvlm.model, cfg), lvlm.processor, lvlm.name)
+    wrapped.settings = cfg
+    return wrapped
+
+
+def supervised_batch(lvlm: Lvlm, turns: list[Turn], images: ImageCache) -> dict[str, torch.Tensor]:
+    """Right-padded inputs with answer labels; a turn without a question is raw text."""
+    pics = [images(t.image) if t.image else None for t in turns]
+    prompts = [lvlm.prompt(t.question, t.image is not None) if t.question else "" for t in turns]
+    return lvlm.inputs(pics, prompts, [t.answer for t in turns], padding_side="right")
+
+
+def train_supervised(
+    cfg: SupervisedConfig,
+    turns: list[Turn],
+    start: Lvlm | None = None,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) one supervised stage from `cfg.model` (or the `start` model);
+    images are read under `cfg.data`. Returns the summary (also `run/summary.json`)."""
+    if not turns:
+        raise FinevlError("no training examples")
+    if resume and cfg.train == "lora":
+        raise FinevlError("--resume is not supported with --train lora (its checkpoints are merged)")
+    run = Run(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    if start is None or run.start_model != cfg.model:
+        start = load_lvlm(run.start_model)
+    lvlm = _prepare(start, cfg)
+    model = lvlm.model.train()
+    images = ImageCache(cfg.data)
+    opt, sched, first = run.optimizer(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    summary: dict[str, Any] = {}
+    step = first - 1
+    for step in range(first, cfg.steps):
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        idx = batch_indices(len(turns), cfg.batch_size, step, cfg.seed).tolist()
+        loss = lvlm.loss(supervised_batch(lvlm, [turns[i] for i in idx], images))
+        grad_norm = run.update(loss, params, opt, sched)
+        summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
+        if progress:
+            progress(1)
+        if run.end_step(step, lvlm, opt, sched, summary):
+            break
+    return run.finish(step + 1, summary)

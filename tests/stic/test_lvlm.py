@@ -1,0 +1,70 @@
+"""The LLaVA-style model: the CLIP tower carried over exactly, chat prompts, batched
+generation, save/load, and a clear error for an incomplete model directory."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from finevl.data.images import ImageCache
+from finevl.errors import FinevlError
+from finevl.models.clip import load_clip
+from finevl.models.lvlm import load_lvlm
+
+
+def test_open_clip_tower_becomes_the_same_hf_tower(tiny_clip, tiny_lvlm_dir, world):
+    clip, lvlm = load_clip(tiny_clip), load_lvlm(tiny_lvlm_dir)
+    images = ImageCache(world)
+    pixels = clip.preprocess_batch([images("images/00000000.png"), images("images/00000001.png")])
+    tower = lvlm.model.model.vision_tower
+    with torch.no_grad():
+        out = tower(pixel_values=pixels)
+        tokens = tower.post_layernorm(out.last_hidden_state[:, 1:])
+        pooled = F.normalize(out.pooler_output @ clip.inner.visual.proj, dim=-1)
+        torch.testing.assert_close(tokens, clip.encode_image_tokens(pixels), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pooled, clip.encode_image(pixels), atol=1e-5, rtol=1e-4)
+    # the processor feeds the tower what the CLIP's own preprocessing gives
+    fed = lvlm.processor.image_processor(images=[images("images/00000000.png")], return_tensors="pt")
+    torch.testing.assert_close(fed["pixel_values"], pixels[:1], atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_keeps_the_image_placeholder_per_feature(tiny_lvlm_dir, world):
+    lvlm = load_lvlm(tiny_lvlm_dir)
+    prompt = lvlm.prompt("What is the background?")
+    assert prompt.startswith("USER: <image>") and prompt.endswith("ASSISTANT:")
+    batch = lvlm.inputs([ImageCache(world)("images/00000000.png")], [prompt])
+    image_id = lvlm.tokenizer.convert_tokens_to_ids("<image>")
+    assert int((batch["input_ids"] == image_id).sum()) == (64 // 8) ** 2 + 1  # patches + CLS
+
+
+def test_answer_labels_cover_the_answer_and_eos_only(tiny_lvlm_dir, world):
+    lvlm = load_lvlm(tiny_lvlm_dir)
+    im = ImageCache(world)("images/00000000.png")
+    prompts = [lvlm.prompt("What is the background?"), lvlm.prompt("How many shapes are there?")]
+    batch = lvlm.inputs([im, im], prompts, ["snow", "two red stars"], padding_side="right")
+    labelled = [lvlm.tokenizer.decode(row[row != -100]) for row in batch["labels"]]
+    assert labelled == ["snow </s>", "two red stars </s>"]
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(tiny_lvlm_dir, world):
+    lvlm = load_lvlm(tiny_lvlm_dir)
+    images = ImageCache(world)
+    ims = [images("images/00000000.png"), images("images/00000001.png"), images("images/00000002.png")]
+    qs = ["What is the background?", "Describe the image.", "How many shapes are there?"]
+    together = lvlm.generate(ims, qs, max_new_tokens=6, batch_size=3)
+    alone = [lvlm.generate([im], [q], max_new_tokens=6)[0] for im, q in zip(ims, qs, strict=True)]
+    assert together == alone and all(together)
+
+
+@pytest.mark.parametrize(
+    "missing", ["config.json", "model.safetensors", "tokenizer.json", "processor_config.json"]
+)
+def test_incomplete_model_directory_is_one_clear_error(tiny_lvlm_dir, tmp_path, missing):
+    broken = tmp_path / "m"
+    shutil.copytree(tiny_lvlm_dir, broken)
+    (broken / missing).unlink()
+    with pytest.raises(FinevlError, match="incomplete model directory"):
+        load_lvlm(broken)
