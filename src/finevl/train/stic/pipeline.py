@@ -88,7 +88,6 @@ def stic_variant(
             seed=cfg.seed,
         )
         models["dift"] = _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg))["model"]
-        models["dift"] = str(out / "dift" / "checkpoint" / "model")
     return models
 
 

@@ -1,0 +1,140 @@
+"""Seed 001 (STIC) reproduced on FineShapes: the SFT base, + DPO on self-made preferences,
++ DPO + DIFT, and ablations (no corrupted-image negatives; upstream-style: corruption not
+applied and the image dropped from DPO), each evaluated on held-out test images per VQA
+family and on the description benchmark, over several seeds; mean +- std.
+
+    .venv/bin/python benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/clip10 \
+        --work runs/bench/stic --out benchmarks/results/stic.json
+
+The base is shared by a seed's rows; every stage writes its summary and every row its
+evaluation JSON, so an interrupted run resumes. Also reports DPO steps/s and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from finevl.apps.vqa_eval import evaluate_on_world
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.train.stic.pipeline import PipelineConfig, run_base, stic_variant
+
+# row -> (variant folder, stage, variant settings)
+ROWS: dict[str, tuple[str | None, str, dict[str, Any]]] = {
+    "base (SFT)": (None, "base", {}),
+    "+ DPO": ("stic", "dpo", {}),
+    "+ DPO + DIFT (STIC)": ("stic", "dift", {}),
+    "STIC without corrupted-image negatives": ("no_corruption", "dift", {"corruption_share": 0.0}),
+    "STIC upstream-style (corruption not applied, no image in DPO)": (
+        "upstream",
+        "dift",
+        {"apply_corruption": False, "drop_image": True},
+    ),
+}
+COLUMNS = ["attribute", "count", "relation", "background", "text", "average"]
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
+    cfg = PipelineConfig(
+        data=args.world,
+        clip=args.clip,
+        out=str(Path(args.work) / f"seed{seed}"),
+        lm_steps=args.lm_steps,
+        align_steps=args.align_steps,
+        sft_steps=args.sft_steps,
+        sft_images=args.sft_images,
+        pref_images=args.pref_images,
+        dift_steps=args.dift_steps,
+        dift_examples=args.dift_examples,
+        eval_images=args.eval_images,
+        seed=seed,
+    )
+    base, instructions = run_base(cfg)
+    out: dict[str, dict] = {}
+    for row, (variant, stage, settings) in ROWS.items():
+        if variant is None:
+            model = base
+        else:
+            model = stic_variant(replace(cfg), base, instructions, variant, **settings)[stage]
+        path = Path(cfg.out) / "results" / f"{variant or 'base'}-{stage}.json"
+        if not path.is_file():
+            write_json_atomic(
+                path, evaluate_on_world(model, args.world, "test", args.eval_images, label=row)[0]
+            )
+        out[row] = read_json(path)["metrics"]
+        print(seed, row, out[row].get("accuracy/average"), flush=True)
+    return out
+
+
+def _cell(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
+    table: dict[str, dict[str, Any]] = {}
+    for row in ROWS:
+        runs = [r[row] for r in per_seed.values() if row in r]
+        cells = {c: _cell([m[f"accuracy/{c}"] for m in runs]) for c in COLUMNS}
+        for key in ("recall/all", "precision/all"):
+            cells[f"description {key.split('/')[0]}"] = _cell([m["description"][key] for m in runs])
+        table[row] = cells
+    return table
+
+
+def dpo_speed(work: Path) -> dict[str, Any]:
+    runs = [read_json(p) for p in sorted(work.glob("seed*/*/dpo/summary.json"))]
+    return {
+        "runs": len(runs),
+        "steps_per_second": _cell([r["steps_per_second"] for r in runs]),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "filtered": [r["filtered"] for r in runs],
+    }
+
+
+def markdown(table: dict[str, Any]) -> str:
+    cols = list(next(iter(table.values())))
+    lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for row, cells in table.items():
+        lines.append(
+            f"| {row} | " + " | ".join(f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells.values()) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--world", required=True)
+    parser.add_argument("--clip", required=True, help="CLIP (ViT) whose tower the LLaVA uses.")
+    parser.add_argument("--work", default="runs/bench/stic")
+    parser.add_argument("--out", default="benchmarks/results/stic.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lm-steps", type=int, default=300)
+    parser.add_argument("--align-steps", type=int, default=100)
+    parser.add_argument("--sft-steps", type=int, default=400)
+    parser.add_argument("--sft-images", type=int, default=600)
+    parser.add_argument("--pref-images", type=int, default=128)
+    parser.add_argument("--dift-steps", type=int, default=60)
+    parser.add_argument("--dift-examples", type=int, default=500)
+    parser.add_argument("--eval-images", type=int, default=60)
+    args = parser.parse_args()
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[seed] = run_seed(seed, args)
+        table = summarise(per_seed)
+        result = {
+            "task": "stic_reproduction",
+            "settings": vars(args),
+            "seeds_done": sorted(per_seed),
+            "table": table,
+            "markdown": markdown(table),
+            "dpo": dpo_speed(Path(args.work)),
+        }
+        write_json_atomic(args.out, result)
+    print(result["markdown"])
+
+
+if __name__ == "__main__":
+    main()
