@@ -30,6 +30,7 @@ class PipelineConfig:
     sft_steps: int = field(default=300, metadata={"help": "Base: instruction-tuning steps."})
     sft_images: int = field(default=500, metadata={"help": "Base: instruction images."})
     pref_images: int = field(default=200, metadata={"help": "Stage 1: unlabeled images."})
+    temperature: float = field(default=0.2, metadata={"help": "Stage 1: sampling temperature."})
     dift_steps: int = field(default=60, metadata={"help": "Stage 2: fine-tuning steps."})
     dift_examples: int = field(default=500, metadata={"help": "Stage 2: infused instruction turns."})
     eval_images: int = field(default=100, metadata={"help": "Held-out test images to evaluate on."})
@@ -67,6 +68,7 @@ def stic_variant(
         exclude=instructions,
         corruption_share=corruption_share,
         apply_corruption=apply_corruption,
+        temperature=cfg.temperature,
         seed=cfg.seed,
     )
     _once(out / "prefs.json", lambda: _saved(out / "prefs.json", make_preferences(prefs)))
@@ -87,7 +89,8 @@ def stic_variant(
             save_every=cfg.dift_steps,
             seed=cfg.seed,
         )
-        models["dift"] = _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg))["model"]
+        _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg))  # run/summary.json has no "model"
+        models["dift"] = str(out / "dift" / "checkpoint" / "model")
     return models
 
 
