@@ -34,6 +34,11 @@ def test_quickstart_runs_every_stage_and_evaluates_each(world, tiny_clip, tmp_pa
     assert len(infused) == 6 and all(t.question.startswith(DESCRIPTION_PREFIX) for t in infused)
     dpo = json.loads((out / "stic" / "dpo" / "summary.json").read_text())
     assert dpo["steps"] >= 1 and (out / "stic" / "dpo" / "adapter" / "adapter_config.json").is_file()
+    report = tmp_path / "report.html"
+    results = [str(out / "results" / f"vqa-{label}.json") for label in ("base", "dpo", "dift")]
+    assert _ok(["report", "--out", str(report), "--world", str(world), *results], capsys, monkeypatch)["vqa"] == 3
+    html = report.read_text()
+    assert "Vision-language model (STIC)" in html and "STIC dift" in html and "data:image/png" in html
     # resumable: a second call reads every stage back instead of training again
     again = _ok(args, capsys, monkeypatch)
     assert again["models"] == res["models"]

@@ -1,6 +1,7 @@
 """`write_report`: one HTML page from saved artefacts: the world's gallery link, a CLIP
 run's curve, zero-shot tables with confusion matrices, retrieval tables and examples, and
-captioning: each model's metrics, captions side by side and the runs' reward curves."""
+captioning: each model's metrics, captions side by side and the runs' reward curves; and
+STIC: each vision-language model's VQA accuracy per family and descriptions side by side."""
 
 from __future__ import annotations
 
@@ -80,13 +81,42 @@ def _caption_curves(run: Path) -> list[str]:
     return plots
 
 
+VQA_COLUMNS = ["attribute", "count", "relation", "background", "text", "average"]
+
+
+def _vqa(results: list[dict], world: Path | None, n: int = 4) -> dict[str, Any]:
+    """STIC: each model's accuracy per VQA family and description facts, and the first `n`
+    images with every model's description side by side."""
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        row = {c: m.get(f"accuracy/{c}") for c in VQA_COLUMNS}
+        desc = m.get("description", {})
+        row |= {
+            "description recall": desc.get("recall/all"),
+            "description precision": desc.get("precision/all"),
+        }
+        rows.append({"name": r.get("label", r["model"]), **row})
+    described = {r.get("label", r["model"]): r.get("description_examples", [])[:n] for r in results}
+    files = [e["image"] for e in next(iter(described.values()))]
+    examples = [
+        {
+            "img": _thumb(world, Path(f).name),
+            "captions": {m: (ex[k]["prediction"] if k < len(ex) else "–") for m, ex in described.items()},
+        }
+        for k, f in enumerate(files)
+    ]
+    columns = [*VQA_COLUMNS, "description recall", "description precision"]
+    return {"columns": columns, "rows": rows, "examples": examples}
+
+
 def _model_name(predictions: Path) -> str:
     """A row label: the predictions file's name, or its folder's for a generic `preds.json`."""
     return predictions.parent.name.removeprefix("eval_") if predictions.stem == "preds" else predictions.stem
 
 
-def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[dict], list[dict]]:
-    zeroshot, retrieval, captioning = [], [], []
+def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
+    zeroshot, retrieval, captioning, vqa = [], [], [], []
     for path in paths:
         res = read_json(path)
         task = res.get("task") if isinstance(res, dict) else None
@@ -105,9 +135,11 @@ def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], list[di
             retrieval.append({**res, "examples": examples})
         elif task == "finecap":
             captioning.append({**res, "name": _model_name(Path(res["predictions"]))})
+        elif task == "vqa":
+            vqa.append(res)
         else:
-            raise FinevlError(f"{path}: not a zero-shot, retrieval or finecap result (task {task!r})")
-    return zeroshot, retrieval, captioning
+            raise FinevlError(f"{path}: not a zero-shot, retrieval, finecap or vqa result (task {task!r})")
+    return zeroshot, retrieval, captioning, vqa
 
 
 def write_report(
@@ -119,7 +151,7 @@ def write_report(
     caption_runs: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Write the report to `out` (self-contained HTML); returns what it holds."""
-    zeroshot, retrieval, captioning = _results(results, world)
+    zeroshot, retrieval, captioning, vqa = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
         run=_run_section(run) if run else None,
@@ -127,6 +159,7 @@ def write_report(
         retrieval=retrieval,
         captioning=_captioning(captioning, world) if captioning else None,
         caption_curves=[c for r in caption_runs or [] for c in _caption_curves(r)],
+        vqa=_vqa(vqa, world) if vqa else None,
         gallery=gallery,
         world=str(world) if world else None,
     )
@@ -136,5 +169,6 @@ def write_report(
         "zeroshot": len(zeroshot),
         "retrieval": len(retrieval),
         "captioning": len(captioning),
+        "vqa": len(vqa),
         "run": str(run) if run else None,
     }
