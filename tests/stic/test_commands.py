@@ -36,7 +36,10 @@ def test_quickstart_runs_every_stage_and_evaluates_each(world, tiny_clip, tmp_pa
     assert dpo["steps"] >= 1 and (out / "stic" / "dpo" / "adapter" / "adapter_config.json").is_file()
     report = tmp_path / "report.html"
     results = [str(out / "results" / f"vqa-{label}.json") for label in ("base", "dpo", "dift")]
-    assert _ok(["report", "--out", str(report), "--world", str(world), *results], capsys, monkeypatch)["vqa"] == 3
+    assert (
+        _ok(["report", "--out", str(report), "--world", str(world), *results], capsys, monkeypatch)["vqa"]
+        == 3
+    )
     html = report.read_text()
     assert "Vision-language model (STIC)" in html and "STIC dift" in html and "data:image/png" in html
     # resumable: a second call reads every stage back instead of training again

@@ -68,3 +68,40 @@ def test_incomplete_model_directory_is_one_clear_error(tiny_lvlm_dir, tmp_path, 
     (broken / missing).unlink()
     with pytest.raises(FinevlError, match="incomplete model directory"):
         load_lvlm(broken)
+
+
+def test_a_llava_next_checkpoint_directory_loads_and_answers(tiny_lvlm_dir, world, tmp_path):
+    """The path a user's llava-hf/llava-v1.6-* takes: AutoModelForImageTextToText + its processor."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    tok = load_lvlm(tiny_lvlm_dir).tokenizer
+    grid = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    vision = CLIPVisionConfig(**small, image_size=32, patch_size=8)
+    text = LlamaConfig(vocab_size=len(tok), **small, num_key_value_heads=2, max_position_embeddings=1024,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+    image_id = tok.convert_tokens_to_ids("<image>")
+    config = LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=grid,
+                             image_token_index=image_id, vision_feature_layer=-1)  # fmt: skip
+    images = LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                     image_grid_pinpoints=grid)  # fmt: skip
+    processor = LlavaNextProcessor(image_processor=images, tokenizer=tok, patch_size=8, image_token="<image>",
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=tok.chat_template)  # fmt: skip
+    LlavaNextForConditionalGeneration(config).save_pretrained(tmp_path / "next")
+    processor.save_pretrained(tmp_path / "next")
+    lvlm = load_lvlm(tmp_path / "next")
+    assert type(lvlm.model).__name__ == "LlavaNextForConditionalGeneration"
+    cache = ImageCache(world)
+    ims = [cache("images/00000000.png"), cache("images/00000001.png")]
+    qs = ["What is the background?", "How many shapes are there?"]
+    together = lvlm.generate(ims, qs, max_new_tokens=4, batch_size=2)
+    alone = [lvlm.generate([im], [q], max_new_tokens=4)[0] for im, q in zip(ims, qs, strict=True)]
+    assert together == alone

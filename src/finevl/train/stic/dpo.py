@@ -118,6 +118,7 @@ def train_dpo(cfg: DpoConfig, progress: Callable[[int], None] | None = None) -> 
     trainer.remove_callback(PrinterCallback)  # stdout carries the JSON result only
     if progress:
         trainer.add_callback(_progress_callback(progress))
+    check = loss_check(trainer, cfg)
     began = time.time()
     result = trainer.train()
     seconds = time.time() - began
@@ -138,10 +139,29 @@ def train_dpo(cfg: DpoConfig, progress: Callable[[int], None] | None = None) -> 
         "steps_per_second": result.global_step / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "loss": result.training_loss,
+        "loss_check": check,
         "last": last[-1] if last else {},
     }
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def loss_check(trainer: Any, cfg: DpoConfig) -> dict[str, float]:
+    """On the first batch, before training: TRL's loss, ours re-derived (equal up to float
+    error), upstream's formula, and the gap between TRL's configuration and upstream's."""
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        trl = float(trainer.compute_loss(model, batch))
+        policy, mask = completion_logps(model, batch)
+        with model.disable_adapter():
+            reference, _ = completion_logps(model, batch)
+    model.train(was_training)
+    ours = float(dpo_sft_loss(policy, reference, mask, cfg.beta, cfg.sft_weight))
+    upstream = float(upstream_loss(policy, reference, cfg.beta))
+    return {"trl": trl, "ours": ours, "upstream": upstream, "trl_minus_upstream": trl - upstream}
 
 
 # -- the loss, re-derived from per-token log-probabilities ---------------------------------
