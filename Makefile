@@ -40,8 +40,11 @@ demo: install
 	  $(BIN)/finevl caption generate --model $(DEMO)/caption-$$m/checkpoint/model --data $(DEMO)/world --split test --limit 300 --out $(DEMO)/captions/$$m.json > /dev/null || exit 1; \
 	  $(BIN)/finevl finecap eval --pred $(DEMO)/captions/$$m.json --ann $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --out $(DEMO)/results/finecap-$$m.json > /dev/null 2> $(DEMO)/finecap-$$m.log || { cat $(DEMO)/finecap-$$m.log; exit 1; }; \
 	done
+	# STIC (seed 001): a LLaVA on the demo CLIP's tower, base -> preferences -> DPO -> DIFT, each evaluated
+	rm -rf $(DEMO)/stic
+	$(BIN)/finevl stic quickstart --data $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --out $(DEMO)/stic > $(DEMO)/stic.json
 	$(BIN)/finevl report --out $(DEMO)/report.html --run $(DEMO)/clip --world $(DEMO)/world --gallery gallery.html \
-	  --caption-run $(DEMO)/caption-mle --caption-run $(DEMO)/caption-scst $(DEMO)/results/*.json > /dev/null
+	  --caption-run $(DEMO)/caption-mle --caption-run $(DEMO)/caption-scst $(DEMO)/results/*.json $(DEMO)/stic/results/*.json > /dev/null
 	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
 
 # pytest exits 5 when it collects no test: that is a failure here, said plainly.
@@ -57,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --out benchmarks/results/clip_train.json
 	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --out benchmarks/results/captioning_speed.json
 	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
+	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
 
 lint: install
 	$(BIN)/ruff check .

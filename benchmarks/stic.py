@@ -13,6 +13,7 @@ evaluation JSON, so an interrupted run resumes. Also reports DPO steps/s and pea
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +51,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
         dift_steps=args.dift_steps,
         dift_examples=args.dift_examples,
         eval_images=args.eval_images,
+        train_vision=args.train_vision,
         seed=seed,
     )
     base, instructions = run_base(cfg)
@@ -94,6 +96,36 @@ def dpo_speed(work: Path) -> dict[str, Any]:
     }
 
 
+def preference_quality(work: Path, world: str) -> dict[str, Any]:
+    """The world judges the self-made preferences: exact fact F1 of the preferred and the
+    dispreferred answers, per variant and kind, and how often the preferred one is better."""
+    from finevl.data.formats import read_finecap
+    from finevl.metrics.finecap import fact_scores
+    from finevl.world.facts import scene_from_record
+
+    scenes = {f"images/{r.file_name}": r.scene for r in read_finecap(Path(world) / "finecap.json")}
+    out: dict[str, Any] = {}
+    for variant in sorted({v for v, _, _ in ROWS.values() if v}):
+        groups: dict[str, list[tuple[float, float]]] = {}
+        for path in sorted(work.glob(f"seed*/{variant}/prefs.jsonl")):
+            for line in path.read_text().splitlines():
+                r = json.loads(line)
+                scene = scene_from_record(scenes[r["image"]])
+                f1 = [fact_scores([r[k]], [scene])["f1/all"] for k in ("chosen", "rejected")]
+                groups.setdefault(r["rejected_kind"], []).append((f1[0], f1[1]))
+        out[variant] = {
+            kind: {
+                "pairs": len(pairs),
+                "chosen_f1": statistics.fmean(c for c, _ in pairs),
+                "rejected_f1": statistics.fmean(r for _, r in pairs),
+                "chosen_better": sum(c > r for c, r in pairs) / len(pairs),
+                "rejected_better": sum(r > c for c, r in pairs) / len(pairs),
+            }
+            for kind, pairs in groups.items()
+        }
+    return out
+
+
 def markdown(table: dict[str, Any]) -> str:
     cols = list(next(iter(table.values())))
     lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -115,10 +147,13 @@ def main() -> None:
     parser.add_argument("--align-steps", type=int, default=100)
     parser.add_argument("--sft-steps", type=int, default=400)
     parser.add_argument("--sft-images", type=int, default=600)
-    parser.add_argument("--pref-images", type=int, default=128)
+    parser.add_argument("--pref-images", type=int, default=1000)
     parser.add_argument("--dift-steps", type=int, default=60)
     parser.add_argument("--dift-examples", type=int, default=500)
-    parser.add_argument("--eval-images", type=int, default=60)
+    parser.add_argument("--eval-images", type=int, default=100)
+    parser.add_argument(
+        "--train-vision", action="store_true", help="Base: train the tower in SFT (LLaVA-1.6)."
+    )
     args = parser.parse_args()
     per_seed = {}
     for seed in args.seeds:
@@ -131,6 +166,7 @@ def main() -> None:
             "table": table,
             "markdown": markdown(table),
             "dpo": dpo_speed(Path(args.work)),
+            "preference_quality": preference_quality(Path(args.work), args.world),
         }
         write_json_atomic(args.out, result)
     print(result["markdown"])

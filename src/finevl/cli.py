@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -644,6 +645,8 @@ def main() -> None:
     # the command's own progress bars and messages only, not the libraries' per-load chatter
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # TRL calls transformers' renamed APIs (gradient_checkpointing -> activation_...)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
     try:
         app()
     except FinevlError as e:

@@ -33,6 +33,8 @@ def base_model(out: str | Path) -> Path:
 
 def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str, lr: float) -> SupervisedConfig:
     train = {"lm": "lm", "align": "projector", "sft": "projector+lm"}[stage]
+    if stage == "sft" and cfg.train_vision:
+        train += "+vision"
     return SupervisedConfig(
         data=cfg.data,
         out=str(Path(cfg.out) / stage),

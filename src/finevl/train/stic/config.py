@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from finevl.errors import FinevlError
 from finevl.train.config import RunConfig
 
-TRAINABLE = ("lm", "projector", "projector+lm", "lora")
+TRAINABLE = ("lm", "projector", "projector+lm", "projector+lm+vision", "lora")
 
 
 @dataclass
@@ -47,6 +47,10 @@ class BaseConfig:
     align_steps: int = field(default=300, metadata={"help": "Steps of projector alignment."})
     sft_steps: int = field(default=600, metadata={"help": "Steps of instruction tuning."})
     sft_images: int = field(default=1000, metadata={"help": "Images whose annotations instruction-tune."})
+    train_vision: bool = field(
+        default=False,
+        metadata={"help": "Also train the vision tower during instruction tuning (LLaVA-1.6 does)."},
+    )
     hallucination_share: float = field(
         default=0.1, metadata={"help": "Share of instruction images with a hallucination prompt."}
     )

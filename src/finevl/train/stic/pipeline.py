@@ -25,15 +25,16 @@ class PipelineConfig:
     data: str = field(default="", metadata={"help": "World folder."})
     clip: str = field(default="", metadata={"help": "CLIP (ViT) whose image tower the model uses."})
     out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage)."})
-    lm_steps: int = field(default=300, metadata={"help": "Base: language-model steps."})
-    align_steps: int = field(default=100, metadata={"help": "Base: projector-alignment steps."})
-    sft_steps: int = field(default=300, metadata={"help": "Base: instruction-tuning steps."})
-    sft_images: int = field(default=500, metadata={"help": "Base: instruction images."})
+    lm_steps: int = field(default=200, metadata={"help": "Base: language-model steps."})
+    align_steps: int = field(default=60, metadata={"help": "Base: projector-alignment steps."})
+    sft_steps: int = field(default=250, metadata={"help": "Base: instruction-tuning steps."})
+    sft_images: int = field(default=400, metadata={"help": "Base: instruction images."})
+    train_vision: bool = field(default=False, metadata={"help": "Base: train the vision tower in SFT too."})
     pref_images: int = field(default=200, metadata={"help": "Stage 1: unlabeled images."})
     temperature: float = field(default=0.2, metadata={"help": "Stage 1: sampling temperature."})
-    dift_steps: int = field(default=60, metadata={"help": "Stage 2: fine-tuning steps."})
-    dift_examples: int = field(default=500, metadata={"help": "Stage 2: infused instruction turns."})
-    eval_images: int = field(default=100, metadata={"help": "Held-out test images to evaluate on."})
+    dift_steps: int = field(default=40, metadata={"help": "Stage 2: fine-tuning steps."})
+    dift_examples: int = field(default=300, metadata={"help": "Stage 2: infused instruction turns."})
+    eval_images: int = field(default=60, metadata={"help": "Held-out test images to evaluate on."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
 
     def __post_init__(self) -> None:
@@ -109,6 +110,7 @@ def run_base(cfg: PipelineConfig) -> tuple[str, str]:
         align_steps=cfg.align_steps,
         sft_steps=cfg.sft_steps,
         sft_images=cfg.sft_images,
+        train_vision=cfg.train_vision,
         seed=cfg.seed,
     )
     summary = _once(Path(base_cfg.out) / "summary.json", lambda: train_base(base_cfg, resume=True))

@@ -35,12 +35,13 @@ def lora_config(settings: LoraSettings) -> Any:
 
 
 def set_trainable(model: torch.nn.Module, train: str) -> None:
-    """Freeze everything, then unfreeze the language model (+ head) and/or the projector."""
+    """Freeze everything, then unfreeze the parts named in `train` ("projector+lm", ...)."""
     for p in model.parameters():
         p.requires_grad_(False)
     parts = {
         "lm": [model.model.language_model, model.lm_head],
         "projector": [model.model.multi_modal_projector],
+        "vision": [model.model.vision_tower],
     }
     for part in train.split("+"):
         for module in parts[part]:
