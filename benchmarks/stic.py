@@ -21,7 +21,7 @@ from typing import Any
 
 from finevl.apps.vqa_eval import evaluate_on_world
 from finevl.data.jsonio import read_json, write_json_atomic
-from finevl.train.stic.pipeline import PipelineConfig, run_base, stic_variant
+from finevl.train.stic.pipeline import PipelineConfig, run_base, shared_fields, stic_variant
 
 # row -> (variant folder, stage, variant settings)
 ROWS: dict[str, tuple[str | None, str, dict[str, Any]]] = {
@@ -39,20 +39,8 @@ COLUMNS = ["attribute", "count", "relation", "background", "text", "average"]
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
-    cfg = PipelineConfig(
-        data=args.world,
-        clip=args.clip,
-        out=str(Path(args.work) / f"seed{seed}"),
-        lm_steps=args.lm_steps,
-        align_steps=args.align_steps,
-        sft_steps=args.sft_steps,
-        sft_images=args.sft_images,
-        pref_images=args.pref_images,
-        dift_steps=args.dift_steps,
-        dift_examples=args.dift_examples,
-        eval_images=args.eval_images,
-        train_vision=args.train_vision,
-        seed=seed,
+    cfg = shared_fields(
+        PipelineConfig, args, data=args.world, out=str(Path(args.work) / f"seed{seed}"), seed=seed
     )
     base, instructions = run_base(cfg)
     out: dict[str, dict] = {}

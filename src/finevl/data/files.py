@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 
 def temp_sibling(out: str | Path, tag: str = "tmp") -> Path:
@@ -27,3 +28,14 @@ def replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old)
     else:
         tmp.rename(out)
+
+
+def save_pretrained_atomic(out_dir: str | Path, *parts: Any) -> Path:
+    """`save_pretrained` of each part (a model, its tokenizer or processor) into one folder,
+    written atomically."""
+    out_dir = Path(out_dir)
+    tmp = temp_sibling(out_dir)
+    for part in parts:
+        part.save_pretrained(str(tmp))
+    replace_dir(tmp, out_dir)
+    return out_dir

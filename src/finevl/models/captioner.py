@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrainedModel
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import save_pretrained_atomic
 from finevl.errors import FinevlError
 
 Decoding = Literal["greedy", "beam", "sample"]
@@ -202,12 +202,7 @@ class CaptionerBundle:
 
     def save(self, out_dir: str | Path) -> Path:
         """Model (safetensors) and tokenizer in one folder, written atomically."""
-        out_dir = Path(out_dir)
-        tmp = temp_sibling(out_dir)
-        self.model.save_pretrained(str(tmp))
-        self.tokenizer.save_pretrained(str(tmp))
-        replace_dir(tmp, out_dir)
-        return out_dir
+        return save_pretrained_atomic(out_dir, self.model, self.tokenizer)
 
 
 def new_captioner(tokenizer: Any, vision_dim: int, clip_model: str, **sizes: int) -> CaptionerBundle:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import save_pretrained_atomic
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, check_safetensors
 
@@ -153,12 +153,7 @@ class Lvlm:
 
     def save(self, out_dir: str | Path) -> Path:
         """`save_pretrained` of model and processor, written atomically."""
-        out_dir = Path(out_dir)
-        tmp = temp_sibling(out_dir)
-        self.model.save_pretrained(str(tmp))
-        self.processor.save_pretrained(str(tmp))
-        replace_dir(tmp, out_dir)
-        return out_dir
+        return save_pretrained_atomic(out_dir, self.model, self.processor)
 
 
 def _open_clip_vision_to_hf(visual: torch.nn.Module, image_size: int) -> tuple[Any, dict[str, torch.Tensor]]:

@@ -5,7 +5,7 @@ each stage's model evaluated on held-out VQA. `finevl stic quickstart` runs a sm
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +100,16 @@ def _saved(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def shared_fields(cls: type, source: Any, **overrides: Any) -> Any:
+    """A `cls` settings dataclass with the fields it shares with `source` (a dataclass or
+    argparse namespace) copied over, then `overrides`."""
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in vars(source).items() if k in names}
+    return cls(**{**values, **overrides})
+
+
 def run_base(cfg: PipelineConfig) -> tuple[str, str]:
     """(base model folder, its instruction JSON), trained once under `out/base`."""
-    base_cfg = BaseConfig(
-        data=cfg.data,
-        clip=cfg.clip,
-        out=str(Path(cfg.out) / "base"),
-        lm_steps=cfg.lm_steps,
-        align_steps=cfg.align_steps,
-        sft_steps=cfg.sft_steps,
-        sft_images=cfg.sft_images,
-        train_vision=cfg.train_vision,
-        seed=cfg.seed,
-    )
+    base_cfg = shared_fields(BaseConfig, cfg, out=str(Path(cfg.out) / "base"))
     summary = _once(Path(base_cfg.out) / "summary.json", lambda: train_base(base_cfg, resume=True))
     return str(base_model(base_cfg.out)), summary["instructions"]
