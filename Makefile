@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --out benchmarks/results/captioning_speed.json
 	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
+	$(BIN)/python -W ignore::FutureWarning benchmarks/dpo_speed.py --model runs/bench/stic/seed0/base/sft/checkpoint/model --prefs runs/bench/stic/seed0/stic/prefs.jsonl --data runs/bench/fs64 --out benchmarks/results/dpo_speed.json
 
 lint: install
 	$(BIN)/ruff check .
