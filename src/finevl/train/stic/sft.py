@@ -4,6 +4,7 @@ instruction tuning and description-infused fine-tuning. The vision tower stays f
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,11 @@ def set_trainable(model: torch.nn.Module, train: str) -> None:
 
 
 class _LoraLvlm(Lvlm):
-    """An Lvlm whose model is a peft LoRA wrapper; it saves the merged model."""
+    """An Lvlm whose model is a peft LoRA wrapper; it saves a merged copy and trains on."""
 
     def save(self, out_dir: str | Path) -> Path:
-        merged = Lvlm(self.model.merge_and_unload(progressbar=False, safe_merge=True), self.processor)
-        try:
-            return merged.save(out_dir)
-        finally:  # merge_and_unload replaced the LoRA layers: wrap the merged weights anew
-            self.model = _lora_wrap(merged.model, self.settings)
+        merged = copy.deepcopy(self.model).merge_and_unload(safe_merge=True)
+        return Lvlm(merged, self.processor).save(out_dir)
 
 
 def _lora_wrap(model: torch.nn.Module, settings: LoraSettings) -> Any:
@@ -69,9 +67,7 @@ def _prepare(lvlm: Lvlm, cfg: SupervisedConfig) -> Lvlm:
     if cfg.train != "lora":
         set_trainable(lvlm.model, cfg.train)
         return lvlm
-    wrapped = _LoraLvlm(_lora_wrap(lvlm.model, cfg), lvlm.processor, lvlm.name)
-    wrapped.settings = cfg
-    return wrapped
+    return _LoraLvlm(_lora_wrap(lvlm.model, cfg), lvlm.processor, lvlm.name)
 
 
 def supervised_batch(lvlm: Lvlm, turns: list[Turn], images: ImageCache) -> dict[str, torch.Tensor]:
