@@ -13,6 +13,12 @@ from typing import Any
 import typer
 
 
+def _flag(name: str, kind: Any) -> str:
+    """`--name`, or `--name/--no-name` for a bool (a switch, not a value)."""
+    flag = name.replace("_", "-")
+    return f"--{flag}/--no-{flag}" if kind is bool else f"--{flag}"
+
+
 def config_options(config_cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a typer command taking `config: config_cls`: its fields become options.
 
@@ -40,7 +46,7 @@ def config_options(config_cls: type) -> Callable[[Callable[..., Any]], Callable[
             inspect.Parameter(
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(f.default, f"--{f.name.replace('_', '-')}", help=f.metadata.get("help")),
+                default=typer.Option(f.default, _flag(f.name, hints[f.name]), help=f.metadata.get("help")),
                 annotation=hints[f.name],
             )
             for f in fields

@@ -76,6 +76,8 @@ def test_bad_input_is_one_line(world, tiny_lvlm_dir, tmp_path, capsys, monkeypat
         str(world),
         "--out",
         str(tmp_path / "d"),
+        "--no-merge",  # switches, not values
+        "--drop-image",
     ]
     code, _, err = run(args, capsys, monkeypatch)
     assert_one_line_error(code, err, "not a preference record")
