@@ -46,6 +46,13 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         ["caption", "generate"],
         ["grammar", "train"],
         ["finecap", "eval"],
+        ["stic"],
+        ["stic", "base"],
+        ["stic", "prefs"],
+        ["stic", "dpo"],
+        ["stic", "dift"],
+        ["stic", "quickstart"],
+        ["vqa", "eval"],
     ],
 )
 def test_help_everywhere(cmd, capsys, monkeypatch):
@@ -66,6 +73,23 @@ def test_invalid_values_are_one_line(capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "w").exists()
     code, _, err = run(["data", "check", str(tmp_path), "--on-bad-image", "ignore"], capsys, monkeypatch)
     assert_one_line_error(code, err, "on-bad-image")
+    stic = ["stic", "prefs", "--model", "m", "--data", "d", "--out", "o", "--corruption-share", "2"]
+    assert_one_line_error(*run(stic, capsys, monkeypatch)[::2], "--corruption-share")
+    dift = [
+        "stic",
+        "dift",
+        "--data",
+        "d",
+        "--out",
+        "o",
+        "--model",
+        "m",
+        "--instructions",
+        "i",
+        "--train",
+        "all",
+    ]
+    assert_one_line_error(*run(dift, capsys, monkeypatch)[::2], "--train must be one of")
 
 
 def test_generate_show_check_tokenizer(capsys, monkeypatch, tmp_path):
