@@ -27,14 +27,14 @@ class PipelineConfig:
     out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage)."})
     lm_steps: int = field(default=200, metadata={"help": "Base: language-model steps."})
     align_steps: int = field(default=60, metadata={"help": "Base: projector-alignment steps."})
-    sft_steps: int = field(default=250, metadata={"help": "Base: instruction-tuning steps."})
+    sft_steps: int = field(default=200, metadata={"help": "Base: instruction-tuning steps."})
     sft_images: int = field(default=400, metadata={"help": "Base: instruction images."})
     train_vision: bool = field(default=False, metadata={"help": "Base: train the vision tower in SFT too."})
-    pref_images: int = field(default=200, metadata={"help": "Stage 1: unlabeled images."})
+    pref_images: int = field(default=160, metadata={"help": "Stage 1: unlabeled images."})
     temperature: float = field(default=0.2, metadata={"help": "Stage 1: sampling temperature."})
     dift_steps: int = field(default=40, metadata={"help": "Stage 2: fine-tuning steps."})
     dift_examples: int = field(default=300, metadata={"help": "Stage 2: infused instruction turns."})
-    eval_images: int = field(default=60, metadata={"help": "Held-out test images to evaluate on."})
+    eval_images: int = field(default=50, metadata={"help": "Held-out test images to evaluate on."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
 
     def __post_init__(self) -> None:
