@@ -456,11 +456,14 @@ def vqa_eval(
     split: Annotated[str, typer.Option("--split", help="Split of --data.")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", help="First N images of the split.")] = None,
     answers: Annotated[Path | None, typer.Option("--answers", help="Write answers (LLaVA JSONL).")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Row name in reports (default: from the path).")
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
     out: OutOpt = None,
 ) -> None:
     """Exact-match accuracy per question family on normalised answers (+ description facts)."""
-    from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, read_questions
+    from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, model_label, read_questions
     from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
     from finevl.models.lvlm import load_lvlm
 
@@ -469,11 +472,18 @@ def vqa_eval(
     if max_new_tokens < 1:
         raise FinevlError("--max-new-tokens must be >= 1")
     if data is not None:
-        result, rows = evaluate_on_world(model, data, split, limit, max_new_tokens=max_new_tokens)
+        result, rows = evaluate_on_world(model, data, split, limit, label, max_new_tokens)
     else:
         qs = read_questions(questions)
         metrics, rows = evaluate_vqa(load_lvlm(model), qs, images or questions.parent, None, max_new_tokens)
-        result = {"dataset": str(questions), "model": str(model), "task": "vqa", "metrics": metrics}
+        name = label or model_label(model)
+        result = {
+            "dataset": str(questions),
+            "model": str(model),
+            "label": name,
+            "task": "vqa",
+            "metrics": metrics,
+        }
     if answers and rows:
         write_text_atomic(answers, "".join(dumps(r) + "\n" for r in rows))
     if out:

@@ -43,8 +43,10 @@ def test_quickstart_runs_every_stage_and_evaluates_each(world, tiny_clip, tmp_pa
     html = report.read_text()
     assert "Vision-language model (STIC)" in html and "STIC dift" in html and "data:image/png" in html
     # resumable: a second call reads every stage back instead of training again
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "results" not in p.parts}
     again = _ok(args, capsys, monkeypatch)
     assert again["models"] == res["models"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing trained or written again
 
 
 def test_vqa_eval_takes_llava_style_questions(world, tiny_lvlm_dir, tmp_path, capsys, monkeypatch):

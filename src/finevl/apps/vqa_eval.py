@@ -57,6 +57,8 @@ def world_questions(
     folder: str | Path, split: str, limit: int | None
 ) -> tuple[list[Question], list[tuple[str, Any]]]:
     """The VQA questions of the first `limit` images of a world split, and (file, scene) of each."""
+    if limit is not None and limit < 1:
+        raise FinevlError(f"--limit must be >= 1, not {limit}")
     records = read_finecap(Path(folder) / "finecap.json")
     ids = in_split(folder, split, [r.image_id for r in records])[:limit]
     scenes = {r.image_id: (f"images/{r.file_name}", scene_from_record(r.scene)) for r in records}
@@ -101,6 +103,12 @@ def evaluate_vqa(
     return metrics, answers
 
 
+def model_label(model: str | Path) -> str:
+    """A row name for a model folder: its path without finevl's `checkpoint/model` tail."""
+    parts = [p for p in Path(model).parts if p not in ("model", "checkpoint")]
+    return "/".join(parts[-2:]) or str(model)
+
+
 def evaluate_on_world(
     model: str | Path,
     world: str | Path,
@@ -130,13 +138,13 @@ def evaluate_on_world(
     result = {
         "dataset": f"{world}:{split}",
         "model": str(model),
-        "label": label or Path(model).name,
+        "label": label or model_label(model),
         "task": "vqa",
         "metrics": metrics,
         "examples": examples,
         "description_examples": [
             {"image": f, "prediction": p}
-            for (f, _), p in zip(scenes, metrics["description"]["examples"], strict=False)
+            for (f, _), p in zip(scenes, metrics.get("description", {}).get("examples", []), strict=False)
         ],
     }
     return result, answers

@@ -97,12 +97,14 @@ def _vqa(results: list[dict], world: Path | None, n: int = 4) -> dict[str, Any]:
             "description precision": desc.get("precision/all"),
         }
         rows.append({"name": r.get("label", r["model"]), **row})
-    described = {r.get("label", r["model"]): r.get("description_examples", [])[:n] for r in results}
-    files = [e["image"] for e in next(iter(described.values()))]
+    described = [
+        (row["name"], r.get("description_examples", [])[:n]) for row, r in zip(rows, results, strict=True)
+    ]
+    files = [e["image"] for e in described[0][1]]
     examples = [
         {
             "img": _thumb(world, Path(f).name),
-            "captions": {m: (ex[k]["prediction"] if k < len(ex) else "–") for m, ex in described.items()},
+            "captions": {m: (ex[k]["prediction"] if k < len(ex) else "–") for m, ex in described},
         }
         for k, f in enumerate(files)
     ]

@@ -94,9 +94,9 @@ def train_base(
             if progress:
                 progress(steps[stage])
         else:
-            again = resume and (Path(stage_cfg.out) / "checkpoint" / "model").is_dir()
+            # with resume, a stage killed before its first checkpoint starts again in place
             summaries[stage] = train_supervised(
-                stage_cfg, turns[stage], start if not model else None, again, progress
+                stage_cfg, turns[stage], start if not model else None, resume, progress
             )
         model = str(Path(stage_cfg.out) / "checkpoint" / "model")
     result = {

@@ -69,7 +69,8 @@ def instruction_turns(
         prompt = rng.choice([STEP_BY_STEP, *PLAIN])
         turns.append(Turn(image=files[i], question=prompt, answer=fine[i], kind="description"))
         if rng.random() < hallucination_share:
-            other = fine[rng.choice([j for j in rng.sample(image_ids, 2) if j != i])]
+            pair = rng.sample(image_ids, 2) if len(image_ids) > 1 else [i]
+            other = fine[rng.choice([j for j in pair if j != i] or [i])]
             turns.append(
                 Turn(image=files[i], question=rng.choice(HALLUCINATION), answer=other, kind="hallucination")
             )

@@ -21,7 +21,8 @@ from finevl.train.stic.sft import train_supervised
 
 def infused_turns(cfg: DiftConfig, lvlm: Any) -> list[Turn]:
     """`cfg.examples` instruction turns with images, each with the model's own description."""
-    turns = [t for t in read_conversations(cfg.instructions) if t.image]
+    # the base's on-request hallucinations would teach answers that contradict the description
+    turns = [t for t in read_conversations(cfg.instructions) if t.image and t.kind != "hallucination"]
     if len(turns) < cfg.examples:
         raise FinevlError(f"{cfg.instructions}: {len(turns)} turns with an image, fewer than --examples")
     picked = random.Random(cfg.seed).sample(turns, cfg.examples)

@@ -4,6 +4,7 @@ each stage's model evaluated on held-out VQA. `finevl stic quickstart` runs a sm
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,12 +41,19 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.clip or not self.out:
             raise FinevlError("--data, --clip and --out are required")
+        counts = (self.sft_images, self.pref_images, self.dift_steps, self.dift_examples, self.eval_images)
+        if min(counts) < 1:
+            raise FinevlError("image counts, --dift-steps and --dift-examples must be >= 1")
 
 
-def _once(path: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A stage's summary: read back when it already ran (so a killed pipeline resumes)."""
+def _once(path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
+    """A stage's summary: read back when it already ran (so a killed pipeline resumes). A
+    stage killed midway (`folder` without the summary) is run again from scratch: DPO and the
+    LoRA stage are deterministic and do not resume."""
     if path.is_file():
         return read_json(path)
+    if folder is not None and folder.exists():
+        shutil.rmtree(folder)
     return make()
 
 
@@ -76,7 +84,7 @@ def stic_variant(
     dpo = DpoConfig(
         model=base, prefs=prefs.out, data=cfg.data, out=str(out / "dpo"), drop_image=drop_image, seed=cfg.seed
     )
-    models = {"dpo": _once(out / "dpo" / "summary.json", lambda: train_dpo(dpo))["model"]}
+    models = {"dpo": _once(out / "dpo" / "summary.json", lambda: train_dpo(dpo), out / "dpo")["model"]}
     if dift:
         dift_cfg = DiftConfig(
             data=cfg.data,
@@ -90,7 +98,7 @@ def stic_variant(
             save_every=cfg.dift_steps,
             seed=cfg.seed,
         )
-        _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg))  # run/summary.json has no "model"
+        _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg), out / "dift")
         models["dift"] = str(out / "dift" / "checkpoint" / "model")
     return models
 
