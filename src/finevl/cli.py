@@ -18,8 +18,7 @@ import typer
 from finevl.errors import FinevlError
 from finevl.options import config_options
 from finevl.train.config import CaptionTrainConfig, ClipTrainConfig, GrammarTrainConfig, ScstConfig
-from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PrefsConfig
-from finevl.train.stic.pipeline import PipelineConfig
+from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PipelineConfig, PrefsConfig
 from finevl.world.config import WorldConfig
 
 app = typer.Typer(

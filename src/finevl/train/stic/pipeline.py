@@ -6,44 +6,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from finevl.data.jsonio import read_json, write_json_atomic
-from finevl.errors import FinevlError
 from finevl.train.stic.base import base_model, train_base
-from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PrefsConfig
+from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PipelineConfig, PrefsConfig
 from finevl.train.stic.dift import train_dift
 from finevl.train.stic.dpo import train_dpo
 from finevl.train.stic.prefs import make_preferences
-
-
-@dataclass
-class PipelineConfig:
-    """Settings of `finevl stic quickstart` (small defaults: a few minutes on two cores)."""
-
-    data: str = field(default="", metadata={"help": "World folder."})
-    clip: str = field(default="", metadata={"help": "CLIP (ViT) whose image tower the model uses."})
-    out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage)."})
-    lm_steps: int = field(default=200, metadata={"help": "Base: language-model steps."})
-    align_steps: int = field(default=60, metadata={"help": "Base: projector-alignment steps."})
-    sft_steps: int = field(default=200, metadata={"help": "Base: instruction-tuning steps."})
-    sft_images: int = field(default=400, metadata={"help": "Base: instruction images."})
-    train_vision: bool = field(default=False, metadata={"help": "Base: train the vision tower in SFT too."})
-    pref_images: int = field(default=160, metadata={"help": "Stage 1: unlabeled images."})
-    temperature: float = field(default=0.2, metadata={"help": "Stage 1: sampling temperature."})
-    dift_steps: int = field(default=40, metadata={"help": "Stage 2: fine-tuning steps."})
-    dift_examples: int = field(default=300, metadata={"help": "Stage 2: infused instruction turns."})
-    eval_images: int = field(default=50, metadata={"help": "Held-out test images to evaluate on."})
-    seed: int = field(default=0, metadata={"help": "Seed of every stage."})
-
-    def __post_init__(self) -> None:
-        if not self.data or not self.clip or not self.out:
-            raise FinevlError("--data, --clip and --out are required")
-        counts = (self.sft_images, self.pref_images, self.dift_steps, self.dift_examples, self.eval_images)
-        if min(counts) < 1:
-            raise FinevlError("image counts, --dift-steps and --dift-examples must be >= 1")
 
 
 def _once(path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
