@@ -61,10 +61,11 @@ def world_questions(
         raise FinevlError(f"--limit must be >= 1, not {limit}")
     records = read_finecap(Path(folder) / "finecap.json")
     ids = in_split(folder, split, [r.image_id for r in records])[:limit]
-    scenes = {r.image_id: (f"images/{r.file_name}", scene_from_record(r.scene)) for r in records}
-    wanted = {scenes[i][0] for i in ids}
+    by_id = {r.image_id: r for r in records}
+    scenes = [(f"images/{by_id[i].file_name}", scene_from_record(by_id[i].scene)) for i in ids]
+    wanted = {f for f, _ in scenes}
     questions = [q for q in read_questions(Path(folder) / "vqa.jsonl") if q.image in wanted]
-    return questions, [scenes[i] for i in ids]
+    return questions, scenes
 
 
 def evaluate_vqa(

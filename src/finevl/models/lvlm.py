@@ -96,14 +96,18 @@ class Lvlm:
             kwargs["images"] = pics
         batch = dict(self.processor(**kwargs))
         if answers is not None:
-            batch["labels"] = self._answer_labels(batch, images, prompts)
+            batch["labels"] = self._answer_labels(batch, prompts)
         return batch
 
-    def _answer_labels(
-        self, batch: dict[str, torch.Tensor], images: Sequence[Image.Image | None], prompts: Sequence[str]
-    ) -> torch.Tensor:
-        prompt_only = self.inputs(images, prompts, padding_side="right")
-        prompt_len = prompt_only["attention_mask"].sum(1)
+    def _answer_labels(self, batch: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
+        # A prompt's length in the batch: its own tokens, plus the placeholders the processor
+        # added when it expanded each `<image>` (all of them sit in the prompt). Counting
+        # them spares preprocessing every image a second time.
+        ids = self.tokenizer(list(prompts))["input_ids"]
+        image_id = getattr(self.processor, "image_token_id", None)
+        expanded = (batch["input_ids"] == image_id).sum(1) if image_id is not None else 0
+        written = torch.tensor([row.count(image_id) for row in ids])
+        prompt_len = torch.tensor([len(row) for row in ids]) + expanded - written
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
         positions = torch.arange(labels.shape[1]).expand_as(labels)

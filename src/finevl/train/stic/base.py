@@ -31,7 +31,7 @@ def base_model(out: str | Path) -> Path:
     return Path(out) / "sft" / "checkpoint" / "model"
 
 
-def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str, lr: float) -> SupervisedConfig:
+def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str) -> SupervisedConfig:
     train = {"lm": "lm", "align": "projector", "sft": "projector+lm"}[stage]
     if stage == "sft" and cfg.train_vision:
         train += "+vision"
@@ -42,7 +42,7 @@ def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str, lr: float
         train=train,
         steps=steps,
         batch_size=cfg.batch_size,
-        lr=lr,
+        lr=cfg.lr,
         warmup_steps=min(50, steps // 10),
         seed=cfg.seed,
         save_every=max(100, steps // 3),
@@ -87,7 +87,7 @@ def train_base(
     summaries: dict[str, Any] = {}
     model, steps = "", {"lm": cfg.lm_steps, "align": cfg.align_steps, "sft": cfg.sft_steps}
     for stage in STAGES:
-        stage_cfg = _stage_config(cfg, stage, steps[stage], model, cfg.lr)
+        stage_cfg = _stage_config(cfg, stage, steps[stage], model)
         done = Path(stage_cfg.out) / "summary.json"
         if resume and done.is_file():
             summaries[stage] = read_json(done)

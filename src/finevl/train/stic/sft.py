@@ -1,6 +1,7 @@
 """Supervised training of a vision-language model on turns (loss on the answer tokens), the
 one loop behind every stage that is not DPO: language modelling, projector alignment,
-instruction tuning and description-infused fine-tuning. The vision tower stays frozen."""
+instruction tuning and description-infused fine-tuning. The vision tower stays frozen
+unless `train` names it ("projector+lm+vision")."""
 
 from __future__ import annotations
 
