@@ -21,8 +21,9 @@ from typing import Any
 
 from finevl.apps.vqa_eval import evaluate_on_world
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.train.config import shared_fields
 from finevl.train.stic.config import PipelineConfig
-from finevl.train.stic.pipeline import run_base, shared_fields, stic_variant
+from finevl.train.stic.pipeline import run_base, stic_variant
 
 # row -> (variant folder, stage, variant settings)
 ROWS: dict[str, tuple[str | None, str, dict[str, Any]]] = {

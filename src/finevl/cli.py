@@ -18,6 +18,7 @@ import typer
 from finevl.errors import FinevlError
 from finevl.options import config_options
 from finevl.train.config import CaptionTrainConfig, ClipTrainConfig, GrammarTrainConfig, ScstConfig
+from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig, RegionTrainConfig
 from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PipelineConfig, PrefsConfig
 from finevl.world.config import WorldConfig
 
@@ -47,6 +48,10 @@ stic_app = typer.Typer(
 app.add_typer(stic_app, name="stic")
 vqa_app = typer.Typer(help="VQA evaluation of vision-language models.", no_args_is_help=True)
 app.add_typer(vqa_app, name="vqa")
+region_app = typer.Typer(
+    help="Osprey: mask-aware region understanding (ConvNeXt CLIP, region tokens).", no_args_is_help=True
+)
+app.add_typer(region_app, name="region")
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Checkpoint dir (open_clip or HF), preset, or open_clip arch.")
@@ -488,6 +493,67 @@ def vqa_eval(
     if out:
         write_json_atomic(out, result)
     _emit(result)
+
+
+@region_app.command("train")
+@config_options(RegionTrainConfig)
+def region_train(config: RegionTrainConfig, resume: ResumeOpt = False) -> None:
+    """One stage: lm (new model, world text), 1 projector, 2 mask extractor, 3 end-to-end."""
+    from finevl.train.region.stages import train_region_stage
+
+    _train(train_region_stage, config, resume)
+
+
+@region_app.command("eval")
+@config_options(RegionEvalConfig)
+def region_eval(config: RegionEvalConfig) -> None:
+    """Classification (SS, S-IoU), open-vocab segmentation (mIoU, PQ), captioning, description."""
+    from finevl.apps.region_eval import evaluate_regions, write_region_results
+
+    with _progress(None, "region questions") as bar:
+        task = bar.add_task("ask", total=None)
+        result, records = evaluate_regions(config, progress=lambda k: bar.advance(task, k))
+    write_region_results(config.out, result, records)
+    _emit(result)
+
+
+@region_app.command("ask")
+def region_ask(
+    model: Annotated[Path, typer.Option("--model", help="Region model folder.")],
+    image: Annotated[Path, typer.Option("--image", help="The image.")],
+    mask: Annotated[list[Path], typer.Option("--mask", help="A mask image (non-zero = inside); repeat.")],
+    question: Annotated[
+        str, typer.Option("--question", help="Names masks as <region1>, <region2>, ... (or <mask><pos>).")
+    ],
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
+) -> None:
+    """Ask one question about regions of an image, each given as a mask."""
+    from finevl.apps.region_eval import ask_regions
+
+    _emit(ask_regions(model, image, mask, question, max_new_tokens))
+
+
+@region_app.command("quickstart")
+@config_options(RegionPipelineConfig)
+def region_quickstart(config: RegionPipelineConfig) -> None:
+    """A small Osprey run: LM, stages 1-3, evaluated (results/region.json + answers)."""
+    from finevl.apps.region_eval import evaluate_regions, write_region_results
+    from finevl.train.region.pipeline import run_chain
+
+    with _progress(None, "region pipeline") as bar:
+        task = bar.add_task("stages", total=None)
+        model = run_chain(config)
+        bar.advance(task)
+        eval_cfg = RegionEvalConfig(
+            model=model,
+            data=config.data,
+            out=str(Path(config.out) / "results" / "region.json"),
+            limit=config.eval_images,
+            label="Osprey (mask + spatial token)",
+        )
+        result, records = evaluate_regions(eval_cfg, progress=lambda k: bar.advance(task, k))
+    write_region_results(eval_cfg.out, result, records)
+    _emit({"model": model, "metrics": result["metrics"]})
 
 
 @app.command("score")

@@ -14,7 +14,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
-from finevl.world.facts import Fact, fact_holds, scene_facts
+from finevl.world.facts import Fact, about_object, fact_holds, region_facts, scene_facts
 from finevl.world.grammar import parse_caption
 from finevl.world.scene import Scene
 
@@ -25,15 +25,20 @@ FINECAP_CRITERIA = ("background", "object", "relation")
 # Exact fact precision / recall
 
 
-def _fact_counts(caption: str, scene: Scene) -> Counter[str]:
-    """Per-caption counts: stated/held/truth/recalled per criterion and 'all', plus unparseable."""
+def _fact_counts(caption: str, scene: Scene, region: int | None = None) -> Counter[str]:
+    """Per-caption counts: stated/held/truth/recalled per criterion and 'all', plus
+    unparseable. With `region`, the truth is that object's facts and a stated fact holds
+    only when it is true and about that object."""
     parsed = parse_caption(caption)
-    truth = scene_facts(scene)
+    truth = scene_facts(scene) if region is None else region_facts(scene, region)
     counts: Counter[str] = Counter(captions=1, unparseable=int(bool(parsed.unknown)))
+
+    def holds(fact: Fact) -> bool:
+        return fact_holds(fact, scene) and (region is None or about_object(fact, scene, region))
 
     def add(group: str, stated: set[Fact], true: set[Fact]) -> None:
         counts[f"stated/{group}"] += len(stated)
-        counts[f"held/{group}"] += sum(fact_holds(f, scene) for f in stated)
+        counts[f"held/{group}"] += sum(holds(f) for f in stated)
         counts[f"truth/{group}"] += len(true)
         counts[f"recalled/{group}"] += len(stated & true)
 
@@ -85,8 +90,9 @@ class FactScores:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
 
-    def update(self, caption: str, scene: Scene) -> None:
-        self.counts.update(_fact_counts(caption, scene))
+    def update(self, caption: str, scene: Scene, region: int | None = None) -> None:
+        """Add one caption of `scene` (or a description of its object `region`)."""
+        self.counts.update(_fact_counts(caption, scene, region))
 
     def compute(self) -> dict[str, float]:
         return _fact_summary(self.counts)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from finevl.errors import FinevlError
 
@@ -152,3 +153,11 @@ class GrammarTrainConfig(RunConfig):
         super().__post_init__()
         if not self.clip:
             raise FinevlError("--clip is required")
+
+
+def shared_fields(cls: type, source: Any, **overrides: Any) -> Any:
+    """A `cls` settings dataclass with the fields it shares with `source` (a dataclass or
+    argparse namespace) copied over, then `overrides`."""
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in vars(source).items() if k in names}
+    return cls(**{**values, **overrides})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -167,3 +168,14 @@ class Run:
         result = {"run": str(self.folder), "steps": steps, **summary}
         write_json_atomic(self.folder / "summary.json", result)
         return result
+
+
+def run_once(path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
+    """A pipeline stage's summary: read back when it already ran (so a killed pipeline
+    resumes). A stage killed midway (`folder` without the summary) is run again from
+    scratch (pipeline stages are deterministic)."""
+    if path.is_file():
+        return read_json(path)
+    if folder is not None and folder.exists():
+        shutil.rmtree(folder)
+    return make()

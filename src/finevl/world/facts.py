@@ -77,6 +77,22 @@ def scene_facts(scene: Scene) -> frozenset[Fact]:
     return frozenset(facts)
 
 
+def region_facts(scene: Scene, k: int) -> frozenset[Fact]:
+    """Every fact a detailed description of object k states: the object (colour and shape),
+    its size and pattern, and its relation to each other object."""
+    obj = scene.objects[k]
+    facts = {Fact("object", obj.ref), Fact("size", obj.ref, obj.size), Fact("pattern", obj.ref, obj.pattern)}
+    for j, other in enumerate(scene.objects):
+        if j != k:
+            facts.add(Fact("relation", obj.ref, scene.main_relation(k, j), other.ref))
+    return frozenset(facts)
+
+
+def about_object(fact: Fact, scene: Scene, k: int) -> bool:
+    """Whether `fact`'s subject can be object k (a partial reference counts)."""
+    return k in _matches(scene, fact.subject)
+
+
 def _matches(scene: Scene, ref: str) -> list[int]:
     words = ref.split()
     return [

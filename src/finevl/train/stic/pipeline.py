@@ -4,29 +4,17 @@ each stage's model evaluated on held-out VQA. `finevl stic quickstart` runs a sm
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.data.jsonio import write_json_atomic
+from finevl.train.config import shared_fields
+from finevl.train.loop import run_once
 from finevl.train.stic.base import base_model, train_base
 from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PipelineConfig, PrefsConfig
 from finevl.train.stic.dift import train_dift
 from finevl.train.stic.dpo import train_dpo
 from finevl.train.stic.prefs import make_preferences
-
-
-def _once(path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
-    """A stage's summary: read back when it already ran (so a killed pipeline resumes). A
-    stage killed midway (`folder` without the summary) is run again from scratch: DPO and the
-    LoRA stage are deterministic and do not resume."""
-    if path.is_file():
-        return read_json(path)
-    if folder is not None and folder.exists():
-        shutil.rmtree(folder)
-    return make()
 
 
 def stic_variant(
@@ -52,11 +40,11 @@ def stic_variant(
         temperature=cfg.temperature,
         seed=cfg.seed,
     )
-    _once(out / "prefs.json", lambda: _saved(out / "prefs.json", make_preferences(prefs)))
+    run_once(out / "prefs.json", lambda: _saved(out / "prefs.json", make_preferences(prefs)))
     dpo = DpoConfig(
         model=base, prefs=prefs.out, data=cfg.data, out=str(out / "dpo"), drop_image=drop_image, seed=cfg.seed
     )
-    models = {"dpo": _once(out / "dpo" / "summary.json", lambda: train_dpo(dpo), out / "dpo")["model"]}
+    models = {"dpo": run_once(out / "dpo" / "summary.json", lambda: train_dpo(dpo), out / "dpo")["model"]}
     if dift:
         dift_cfg = DiftConfig(
             data=cfg.data,
@@ -70,7 +58,7 @@ def stic_variant(
             save_every=cfg.dift_steps,
             seed=cfg.seed,
         )
-        _once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg), out / "dift")
+        run_once(out / "dift" / "summary.json", lambda: train_dift(dift_cfg), out / "dift")
         models["dift"] = str(out / "dift" / "checkpoint" / "model")
     return models
 
@@ -80,16 +68,8 @@ def _saved(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def shared_fields(cls: type, source: Any, **overrides: Any) -> Any:
-    """A `cls` settings dataclass with the fields it shares with `source` (a dataclass or
-    argparse namespace) copied over, then `overrides`."""
-    names = {f.name for f in fields(cls)}
-    values = {k: v for k, v in vars(source).items() if k in names}
-    return cls(**{**values, **overrides})
-
-
 def run_base(cfg: PipelineConfig) -> tuple[str, str]:
     """(base model folder, its instruction JSON), trained once under `out/base`."""
     base_cfg = shared_fields(BaseConfig, cfg, out=str(Path(cfg.out) / "base"))
-    summary = _once(Path(base_cfg.out) / "summary.json", lambda: train_base(base_cfg, resume=True))
+    summary = run_once(Path(base_cfg.out) / "summary.json", lambda: train_base(base_cfg, resume=True))
     return str(base_model(base_cfg.out)), summary["instructions"]

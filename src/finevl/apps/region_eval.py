@@ -1,0 +1,151 @@
+"""`finevl region eval`: a region model on a FineShapes split, every task Osprey reports.
+
+Each object of the evaluated images is pointed at by its exact mask and asked three
+questions: its category (referring-object classification, S-IoU and SS; the same answers
+labelled by sentence similarity give open-vocabulary segmentation, mIoU and PQ), a short
+phrase (region captioning, METEOR and CIDEr against the region's short description) and a
+detailed description (exact fact precision/recall against that object's facts, in place of
+upstream's GPT-4 judge). Objects that overlap another are also scored apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from finevl.apps.vqa_eval import model_label
+from finevl.data.images import ImageCache, load_image
+from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
+from finevl.data.regions import read_mask_png, resolve_regions
+from finevl.errors import FinevlError
+from finevl.metrics.captioning import caption_metrics
+from finevl.metrics.finecap import FactScores
+from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
+from finevl.models.region import REGION, RegionLvlm, RegionPrompt, load_region_model
+from finevl.train.region.config import RegionEvalConfig
+from finevl.train.region.data import WorldRegion, world_regions
+from finevl.train.region.prompts import CLASS, DETAILED, OVERVIEW, SHORT
+from finevl.world import vocab
+from finevl.world.facts import scene_from_record
+
+TASKS = {"class": CLASS, "short": SHORT, "detailed": DETAILED}
+MAX_TOKENS = {"class": 8, "short": 16}
+
+
+def _questions(
+    model: RegionLvlm, regions: list[WorldRegion], images: ImageCache, task: str
+) -> list[RegionPrompt]:
+    question = f"{OVERVIEW}\n{TASKS[task].format(r=REGION)}"
+    return [RegionPrompt(images(r.file_name), [r.mask()], question) for r in regions]
+
+
+def region_answers(
+    model: RegionLvlm,
+    regions: list[WorldRegion],
+    images: ImageCache,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, list[str]]:
+    """{task: one answer per region} for the three evaluation questions (greedy)."""
+    out = {}
+    for task in TASKS:
+        prompts = _questions(model, regions, images, task)
+        limit = min(max_new_tokens, MAX_TOKENS.get(task, max_new_tokens))
+        out[task] = model.generate(prompts, limit, batch_size=batch_size, progress=progress)
+    return out
+
+
+def region_metrics(
+    regions: list[WorldRegion], answers: dict[str, list[str]], meteor: bool = True
+) -> dict[str, Any]:
+    """Every region metric of the answers (see the module docstring)."""
+    groups = [("overlapping",) if r.overlapping else ("separate",) for r in regions]
+    classification = ReferringClassification()
+    classification.update(answers["class"], [r.category for r in regions], groups)
+    names = list(vocab.SHAPES)
+    predicted = answer_classes(answers["class"], [vocab.SHAPES[n] for n in names])
+    segmentation = OpenVocabSegmentation(len(names))
+    masks = {}
+    for r, p in zip(regions, predicted, strict=True):
+        masks.setdefault(r.image_id, []).append((r.mask(), names.index(r.category), int(p)))
+    for rows in masks.values():
+        segmentation.update(*zip(*rows, strict=True))
+    captions = caption_metrics(
+        {k: a for k, a in enumerate(answers["short"])}, {k: [r.short] for k, r in enumerate(regions)}, meteor
+    )
+    facts = FactScores()
+    for r, text in zip(regions, answers["detailed"], strict=True):
+        facts.update(text, scene_from_record(r.scene), r.index)
+    return {
+        "classification": classification.compute(),
+        "segmentation": segmentation.compute(),
+        "captioning": {"METEOR": captions["METEOR"], "CIDEr": captions["CIDEr"]},
+        "description": facts.compute(),
+    }
+
+
+def evaluate_regions(
+    cfg: RegionEvalConfig, meteor: bool = True, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(a CLIP_benchmark-shaped result, one answer record per region) on the first
+    `cfg.limit` images of the split."""
+    regions_by_image = world_regions(cfg.data, cfg.split)
+    chosen = sorted(regions_by_image)[: cfg.limit]
+    regions = [r for i in chosen for r in regions_by_image[i]]
+    net = load_region_model(cfg.model)
+    images = ImageCache(Path(cfg.data) / "images")
+    answers = region_answers(net, regions, images, cfg.max_new_tokens, cfg.batch_size, progress)
+    records = [
+        {
+            "image": f"images/{r.file_name}",
+            "image_id": r.image_id,
+            "region": r.index,
+            "segmentation": r.segmentation,
+            "category": r.category,
+            "short": r.short,
+            "overlapping": r.overlapping,
+            **{f"answer_{task}": answers[task][k] for task in TASKS},
+        }
+        for k, r in enumerate(regions)
+    ]
+    result = {
+        "dataset": f"{cfg.data}:{cfg.split}",
+        "model": str(cfg.model),
+        "label": cfg.label or model_label(cfg.model),
+        "task": "region",
+        "config": {"region_input": net.config.region_input, "spatial_token": net.config.spatial_token},
+        "metrics": region_metrics(regions, answers, meteor),
+        "answers": answers_file(cfg.out).name,
+    }
+    return result, records
+
+
+def answers_file(out: str | Path) -> Path:
+    """Where the per-region answers of a results file go (beside it, JSONL)."""
+    out = Path(out)
+    return out.with_name(out.stem + "-answers.jsonl")
+
+
+def write_region_results(out: str | Path, result: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """The results JSON and, beside it, one JSONL line per region (the report draws them)."""
+    write_text_atomic(answers_file(out), "".join(dumps(r) + "\n" for r in records))
+    write_json_atomic(out, result)
+
+
+def ask_regions(
+    model: str | Path, image: str | Path, masks: list[str | Path], question: str, max_new_tokens: int = 64
+) -> dict[str, Any]:
+    """One question about regions of one image, each region a mask file; every mask must be
+    named in the question (`<regionN>` or `<mask><pos>` in order)."""
+    if not question.strip():
+        raise FinevlError("--question is empty")
+    text, order = resolve_regions(question, len(masks), "--question")
+    if sorted(set(order)) != list(range(len(masks))):
+        raise FinevlError(f"the question names {len(set(order))} of the {len(masks)} masks given; name each")
+    picture = load_image(image)
+    arrays = [read_mask_png(m) for m in masks]
+    net = load_region_model(model)
+    answer = net.generate([RegionPrompt(picture, [arrays[k] for k in order], text)], max_new_tokens)[0]
+    return {"model": str(model), "image": str(image), "question": question, "answer": answer}

@@ -1,0 +1,1 @@
+"""Osprey-style region understanding (seed 003): stage data, the stage trainer, the pipeline."""
