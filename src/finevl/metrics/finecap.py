@@ -31,6 +31,9 @@ def _fact_counts(caption: str, scene: Scene, region: int | None = None) -> Count
     only when it is true and about that object."""
     parsed = parse_caption(caption)
     truth = scene_facts(scene) if region is None else region_facts(scene, region)
+    if region is not None:  # the objects a region is related to are not claims about it
+        targets = {f.other for f in parsed.facts if f.kind == "relation"}
+        parsed.facts = {f for f in parsed.facts if not (f.kind == "object" and f.subject in targets)}
     counts: Counter[str] = Counter(captions=1, unparseable=int(bool(parsed.unknown)))
 
     def holds(fact: Fact) -> bool:

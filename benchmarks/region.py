@@ -1,0 +1,133 @@
+"""Seed 003 (Osprey) reproduced on FineShapes: mask-level against box-level region
+features, with and without the spatial token, and the contribution of each training stage,
+each model evaluated on held-out test images (referring classification overall and on
+overlapping objects, open-vocabulary segmentation, region captioning, detailed
+description), over several seeds; mean +- std and paired differences.
+
+    .venv/bin/python benchmarks/region.py --world runs/bench/fs128 \
+        --clip runs/bench/clip-convnext/checkpoint/model --work runs/bench/region \
+        --out benchmarks/results/region.json
+
+Chains share their common stages (one `lm` and one stage 1 per seed); every stage writes
+its summary and every row its evaluation JSON, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+from finevl.apps.region_eval import evaluate_regions, write_region_results
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.train.config import shared_fields
+from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig
+from finevl.train.region.pipeline import Chain, run_chain
+
+# row -> (chain, how many of its stages run: None = all)
+ROWS: dict[str, tuple[Chain, int | None]] = {
+    "Osprey: mask + spatial token, stages 1-3": (Chain(), None),
+    "box + spatial token of the box": (Chain(region_input="box"), None),
+    "mask, no spatial token": (Chain(spatial_token=False), None),
+    "box, no spatial token": (Chain(region_input="box", spatial_token=False), None),
+    "mask + spatial, without stage 3": (Chain(), 2),
+    "mask + spatial, without stage 2": (Chain(stages=("1", "3")), None),
+    "mask + spatial, without stage 1": (Chain(stages=("2", "3")), None),
+}
+PAIRS = {  # paired differences, first minus second, per seed
+    "mask - box (with spatial token)": (
+        "Osprey: mask + spatial token, stages 1-3",
+        "box + spatial token of the box",
+    ),
+    "mask - box (no spatial token)": ("mask, no spatial token", "box, no spatial token"),
+    "spatial token (mask)": ("Osprey: mask + spatial token, stages 1-3", "mask, no spatial token"),
+}
+COLUMNS = {
+    "SS": ("classification", "semantic_similarity"),
+    "S-IoU": ("classification", "semantic_iou"),
+    "SS overlapping": ("classification", "semantic_similarity/overlapping"),
+    "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
+    "S-IoU separate": ("classification", "semantic_iou/separate"),
+    "PQ": ("segmentation", "PQ"),
+    "mIoU": ("segmentation", "mIoU"),
+    "METEOR": ("captioning", "METEOR"),
+    "CIDEr": ("captioning", "CIDEr"),
+    "description P": ("description", "precision/all"),
+    "description R": ("description", "recall/all"),
+}
+
+
+def _slug(row: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in row.lower()).strip("-")
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
+    cfg = shared_fields(
+        RegionPipelineConfig, args, data=args.world, out=str(Path(args.work) / f"seed{seed}"), seed=seed
+    )
+    out: dict[str, dict] = {}
+    for row, (chain, upto) in ROWS.items():
+        path = Path(cfg.out) / "results" / f"{_slug(row)}.json"
+        if not path.is_file():
+            model = run_chain(cfg, chain, upto)
+            eval_cfg = RegionEvalConfig(
+                model=model, data=args.world, out=str(path), limit=args.eval_images, label=row
+            )
+            write_region_results(path, *evaluate_regions(eval_cfg))
+        out[row] = read_json(path)["metrics"]
+        print(seed, row, {k: round(out[row][a][b], 3) for k, (a, b) in list(COLUMNS.items())[:4]}, flush=True)
+    return out
+
+
+def _cell(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
+    table = {
+        row: {c: _cell([r[row][a][b] for r in per_seed.values()]) for c, (a, b) in COLUMNS.items()}
+        for row in ROWS
+    }
+    paired = {
+        name: {
+            c: _cell([r[x][a][b] - r[y][a][b] for r in per_seed.values()]) for c, (a, b) in COLUMNS.items()
+        }
+        for name, (x, y) in PAIRS.items()
+    }
+    return {"table": table, "paired": paired}
+
+
+def markdown(table: dict[str, Any]) -> str:
+    cols = list(next(iter(table.values())))
+    lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for row, cells in table.items():
+        lines.append(
+            f"| {row} | " + " | ".join(f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells.values()) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--world", required=True)
+    parser.add_argument("--clip", required=True, help="ConvNeXt CLIP (open_clip) whose tower the model uses.")
+    parser.add_argument("--work", default="runs/bench/region")
+    parser.add_argument("--out", default="benchmarks/results/region.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lm-steps", type=int, default=400)
+    parser.add_argument("--stage1-steps", type=int, default=100)
+    parser.add_argument("--stage2-steps", type=int, default=120)
+    parser.add_argument("--stage3-steps", type=int, default=250)
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--eval-images", type=int, default=150)
+    args = parser.parse_args()
+    per_seed = {seed: run_seed(seed, args) for seed in args.seeds}
+    summary = {"settings": vars(args), **summarise(per_seed), "per_seed": per_seed}
+    write_json_atomic(args.out, summary)
+    print(markdown(summary["table"]))
+    print(markdown(summary["paired"]))
+
+
+if __name__ == "__main__":
+    main()
