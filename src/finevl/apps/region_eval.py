@@ -22,7 +22,7 @@ from finevl.errors import FinevlError
 from finevl.metrics.captioning import caption_metrics
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
-from finevl.models.region import REGION, RegionLvlm, RegionPrompt, load_region_model
+from finevl.models.region import REGION, RegionLvlm, RegionPrompt, check_masks, load_region_model
 from finevl.train.region.config import RegionEvalConfig
 from finevl.train.region.data import WorldRegion, world_regions
 from finevl.train.region.prompts import CLASS, DETAILED, OVERVIEW, SHORT
@@ -146,6 +146,7 @@ def ask_regions(
         raise FinevlError(f"the question names {len(set(order))} of the {len(masks)} masks given; name each")
     picture = load_image(image)
     arrays = [read_mask_png(m) for m in masks]
-    net = load_region_model(model)
-    answer = net.generate([RegionPrompt(picture, [arrays[k] for k in order], text)], max_new_tokens)[0]
+    prompt = RegionPrompt(picture, [arrays[k] for k in order], text)
+    check_masks(prompt.masks, picture.size, text)  # before the model loads: fail fast
+    answer = load_region_model(model).generate([prompt], max_new_tokens)[0]
     return {"model": str(model), "image": str(image), "question": question, "answer": answer}

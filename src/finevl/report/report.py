@@ -1,7 +1,8 @@
 """`write_report`: one HTML page from saved artefacts: the world's gallery link, a CLIP
 run's curve, zero-shot tables with confusion matrices, retrieval tables and examples, and
 captioning: each model's metrics, captions side by side and the runs' reward curves; and
-STIC: each vision-language model's VQA accuracy per family and descriptions side by side."""
+STIC: each vision-language model's VQA accuracy per family and descriptions side by side;
+Osprey: each region model's metrics and its answers about each numbered mask."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from finevl.apps.caption_eval import HEADLINE, headline
-from finevl.data.coco import CocoCaptions
+from finevl.data.coco import CocoCaptions, decode_segmentation, rle_area_bbox
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
 from finevl.report.encode import image_data_uri
+from finevl.report.gallery import overlay_masks
 from finevl.report.plots import confusion, curve, curves
 
 
@@ -112,13 +114,71 @@ def _vqa(results: list[dict], world: Path | None, n: int = 4) -> dict[str, Any]:
     return {"columns": columns, "rows": rows, "examples": examples}
 
 
+REGION_COLUMNS = {
+    "SS": ("classification", "semantic_similarity"),
+    "S-IoU": ("classification", "semantic_iou"),
+    "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
+    "PQ": ("segmentation", "PQ"),
+    "mIoU": ("segmentation", "mIoU"),
+    "METEOR": ("captioning", "METEOR"),
+    "CIDEr": ("captioning", "CIDEr"),
+    "description P": ("description", "precision/all"),
+    "description R": ("description", "recall/all"),
+}
+
+
+def _region_image(world: Path | None, records: list[dict]) -> str | None:
+    if world is None or not (world / records[0]["image"]).is_file():
+        return None
+    segs = [r["segmentation"] for r in records]
+    _, boxes = rle_area_bbox(segs)
+    masks = [decode_segmentation(s, *s["size"], records[0]["image"]) for s in segs]
+    return image_data_uri(overlay_masks(load_image(world / records[0]["image"]), masks, boxes))
+
+
+def _regions(results: list[tuple[Path, dict]], world: Path | None, n: int = 3) -> dict[str, Any]:
+    """Osprey: each region model's metrics, and for the first `n` images the numbered masks
+    with every model's answers about each region."""
+    rows = [
+        {
+            "name": r.get("label", r["model"]),
+            **{c: r["metrics"][a].get(b) for c, (a, b) in REGION_COLUMNS.items()},
+        }
+        for _, r in results
+    ]
+    answers = {
+        row["name"]: [rec for _, rec in iter_jsonl(path.with_name(r["answers"]))]
+        for row, (path, r) in zip(rows, results, strict=True)
+    }
+    first = next(iter(answers.values()))
+    images = list(dict.fromkeys(rec["image_id"] for rec in first))[:n]
+    examples = []
+    for image_id in images:
+        objs = [rec for rec in first if rec["image_id"] == image_id]
+        per_model = {m: [rec for rec in recs if rec["image_id"] == image_id] for m, recs in answers.items()}
+        examples.append(
+            {
+                "img": _region_image(world, objs),
+                "regions": [
+                    {
+                        "truth": o["short"],
+                        "category": o["category"],
+                        "answers": {m: recs[k] for m, recs in per_model.items() if k < len(recs)},
+                    }
+                    for k, o in enumerate(objs)
+                ],
+            }
+        )
+    return {"columns": list(REGION_COLUMNS), "rows": rows, "examples": examples}
+
+
 def _model_name(predictions: Path) -> str:
     """A row label: the predictions file's name, or its folder's for a generic `preds.json`."""
     return predictions.parent.name.removeprefix("eval_") if predictions.stem == "preds" else predictions.stem
 
 
 def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
-    zeroshot, retrieval, captioning, vqa = [], [], [], []
+    zeroshot, retrieval, captioning, vqa, regions = [], [], [], [], []
     for path in paths:
         res = read_json(path)
         task = res.get("task") if isinstance(res, dict) else None
@@ -139,9 +199,13 @@ def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
             captioning.append({**res, "name": _model_name(Path(res["predictions"]))})
         elif task == "vqa":
             vqa.append(res)
+        elif task == "region":
+            regions.append((path, res))
         else:
-            raise FinevlError(f"{path}: not a zero-shot, retrieval, finecap or vqa result (task {task!r})")
-    return zeroshot, retrieval, captioning, vqa
+            raise FinevlError(
+                f"{path}: not a zero-shot, retrieval, finecap, vqa or region result (task {task!r})"
+            )
+    return zeroshot, retrieval, captioning, vqa, regions
 
 
 def write_report(
@@ -153,7 +217,7 @@ def write_report(
     caption_runs: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Write the report to `out` (self-contained HTML); returns what it holds."""
-    zeroshot, retrieval, captioning, vqa = _results(results, world)
+    zeroshot, retrieval, captioning, vqa, regions = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
         run=_run_section(run) if run else None,
@@ -162,6 +226,7 @@ def write_report(
         captioning=_captioning(captioning, world) if captioning else None,
         caption_curves=[c for r in caption_runs or [] for c in _caption_curves(r)],
         vqa=_vqa(vqa, world) if vqa else None,
+        regions=_regions(regions, world) if regions else None,
         gallery=gallery,
         world=str(world) if world else None,
     )
@@ -172,5 +237,6 @@ def write_report(
         "retrieval": len(retrieval),
         "captioning": len(captioning),
         "vqa": len(vqa),
+        "regions": len(regions),
         "run": str(run) if run else None,
     }
