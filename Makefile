@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := runs/demo
 SCST_LR := 1e-5
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo demo-regions test bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,18 @@ demo: install
 	  --caption-run $(DEMO)/caption-mle --caption-run $(DEMO)/caption-scst $(DEMO)/results/*.json $(DEMO)/stic/results/*.json > /dev/null
 	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
 
+# Osprey-style regions (seed 003), apart from `make demo` (its 15-minute budget is spent):
+# a 128 px world, a ConvNeXt CLIP trained briefly, the region quickstart, its report.
+REGIONS := runs/demo-regions
+demo-regions: install
+	mkdir -p $(REGIONS)
+	$(BIN)/finevl world generate --out $(REGIONS)/world --n 2000 --size 128 --seed 3 --overwrite > /dev/null
+	rm -rf $(REGIONS)/clip $(REGIONS)/region
+	$(BIN)/finevl clip train --data $(REGIONS)/world --out $(REGIONS)/clip --model finevl-tiny-convnext --steps 150 --batch-size 128 --warmup-steps 15 --save-every 150 > /dev/null
+	$(BIN)/finevl region quickstart --data $(REGIONS)/world --clip $(REGIONS)/clip/checkpoint/model --out $(REGIONS)/region > $(REGIONS)/region.json
+	$(BIN)/finevl report --out $(REGIONS)/report.html --world $(REGIONS)/world $(REGIONS)/region/results/region.json > /dev/null
+	@echo "report: open $(REGIONS)/report.html"
+
 # pytest exits 5 when it collects no test: that is a failure here, said plainly.
 test: install
 	@$(BIN)/python -m pytest; rc=$$?; \
@@ -61,6 +73,9 @@ bench: install
 	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --out benchmarks/results/captioning_speed.json
 	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
+	test -f runs/bench/fs128/world.json || $(BIN)/finevl world generate --out runs/bench/fs128 --n 4000 --size 128 --seed 3 > /dev/null
+	test -f runs/bench/clip-convnext/summary.json || $(BIN)/finevl clip train --data runs/bench/fs64 --out runs/bench/clip-convnext --model finevl-tiny-convnext --steps 800 --batch-size 128 --lr 1e-3 --warmup-steps 50 --max-minutes 8 > /dev/null
+	$(BIN)/python -W ignore::FutureWarning benchmarks/region.py --world runs/bench/fs128 --clip runs/bench/clip-convnext/checkpoint/model --work runs/bench/region --out benchmarks/results/region.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/dpo_speed.py --model runs/bench/stic/seed0/base/sft/checkpoint/model --prefs runs/bench/stic/seed0/stic/prefs.jsonl --data runs/bench/fs64 --out benchmarks/results/dpo_speed.json
 
 lint: install
