@@ -53,6 +53,11 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         ["stic", "dift"],
         ["stic", "quickstart"],
         ["vqa", "eval"],
+        ["region"],
+        ["region", "train"],
+        ["region", "eval"],
+        ["region", "ask"],
+        ["region", "quickstart"],
     ],
 )
 def test_help_everywhere(cmd, capsys, monkeypatch):
