@@ -9,7 +9,9 @@ description), over several seeds; mean +- std and paired differences.
         --out benchmarks/results/region.json
 
 Chains share their common stages (one `lm` and one stage 1 per seed); every stage writes
-its summary and every row its evaluation JSON, so an interrupted run resumes.
+its summary and every row its evaluation JSON, so an interrupted run resumes. Seeds can run
+in parallel processes (`--seeds 0 --threads 1`, ...); a last call with every seed reads the
+saved rows back and writes the summary.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ COLUMNS = {
     "S-IoU": ("classification", "semantic_iou"),
     "SS overlapping": ("classification", "semantic_similarity/overlapping"),
     "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
-    "S-IoU separate": ("classification", "semantic_iou/separate"),
+    "colour acc.": ("captioning", "color_accuracy"),
+    "colour acc. overlapping": ("captioning", "color_accuracy/overlapping"),
+    "colour acc. separate": ("captioning", "color_accuracy/separate"),
     "PQ": ("segmentation", "PQ"),
     "mIoU": ("segmentation", "mIoU"),
     "METEOR": ("captioning", "METEOR"),
@@ -67,7 +71,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
         RegionPipelineConfig, args, data=args.world, out=str(Path(args.work) / f"seed{seed}"), seed=seed
     )
     out: dict[str, dict] = {}
-    for row, (chain, upto) in ROWS.items():
+    for row, (chain, upto) in list(ROWS.items())[: args.rows]:
         path = Path(cfg.out) / "results" / f"{_slug(row)}.json"
         if not path.is_file():
             model = run_chain(cfg, chain, upto)
@@ -99,12 +103,11 @@ def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
 
 
 def markdown(table: dict[str, Any]) -> str:
-    cols = list(next(iter(table.values())))
-    lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cols = list(COLUMNS)
+    lines = ["| row | seeds | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for row, cells in table.items():
-        lines.append(
-            f"| {row} | " + " | ".join(f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells.values()) + " |"
-        )
+        cells_text = " | ".join(f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" for c in cols)
+        lines.append(f"| {row} | {cells.get('seeds', '')} | {cells_text} |")
     return "\n".join(lines)
 
 
@@ -118,10 +121,16 @@ def main() -> None:
     parser.add_argument("--lm-steps", type=int, default=400)
     parser.add_argument("--stage1-steps", type=int, default=100)
     parser.add_argument("--stage2-steps", type=int, default=120)
-    parser.add_argument("--stage3-steps", type=int, default=250)
+    parser.add_argument("--stage3-steps", type=int, default=600)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--eval-images", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")
+    parser.add_argument("--rows", type=int, default=len(ROWS), help="Only the first N rows (a quick look).")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     per_seed = {seed: run_seed(seed, args) for seed in args.seeds}
     summary = {"settings": vars(args), **summarise(per_seed), "per_seed": per_seed}
     write_json_atomic(args.out, summary)

@@ -3,7 +3,9 @@
 Each object of the evaluated images is pointed at by its exact mask and asked three
 questions: its category (referring-object classification, S-IoU and SS; the same answers
 labelled by sentence similarity give open-vocabulary segmentation, mIoU and PQ), a short
-phrase (region captioning, METEOR and CIDEr against the region's short description) and a
+phrase (region captioning, METEOR and CIDEr against the region's short description, and
+whether it names the region's colour: the colour a box around an overlapping object mixes
+up) and a
 detailed description (exact fact precision/recall against that object's facts, in place of
 upstream's GPT-4 judge). Objects that overlap another are also scored apart.
 """
@@ -28,6 +30,7 @@ from finevl.train.region.data import WorldRegion, world_regions
 from finevl.train.region.prompts import CLASS, DETAILED, OVERVIEW, SHORT
 from finevl.world import vocab
 from finevl.world.facts import scene_from_record
+from finevl.world.grammar import parse_caption
 
 TASKS = {"class": CLASS, "short": SHORT, "detailed": DETAILED}
 MAX_TOKENS = {"class": 8, "short": 16}
@@ -57,6 +60,24 @@ def region_answers(
     return out
 
 
+def _colour_right(answer: str, region: WorldRegion) -> bool:
+    """Whether a short answer names exactly one colour, the region's own."""
+    named = {
+        f.subject.split()[0] for f in parse_caption(answer).facts if f.kind == "object" and " " in f.subject
+    }
+    return named == {region.attributes["color"]}
+
+
+def _by_group(
+    hits: list[bool], groups: list[tuple[str, ...]], name: str = "color_accuracy"
+) -> dict[str, float]:
+    out = {name: sum(hits) / max(1, len(hits))}
+    for group in sorted({g for gs in groups for g in gs}):
+        rows = [h for h, gs in zip(hits, groups, strict=True) if group in gs]
+        out[f"{name}/{group}"] = sum(rows) / max(1, len(rows))
+    return out
+
+
 def region_metrics(
     regions: list[WorldRegion], answers: dict[str, list[str]], meteor: bool = True
 ) -> dict[str, Any]:
@@ -75,13 +96,18 @@ def region_metrics(
     captions = caption_metrics(
         {k: a for k, a in enumerate(answers["short"])}, {k: [r.short] for k, r in enumerate(regions)}, meteor
     )
+    colours = [_colour_right(a, r) for a, r in zip(answers["short"], regions, strict=True)]
     facts = FactScores()
     for r, text in zip(regions, answers["detailed"], strict=True):
         facts.update(text, scene_from_record(r.scene), r.index)
     return {
         "classification": classification.compute(),
         "segmentation": segmentation.compute(),
-        "captioning": {"METEOR": captions["METEOR"], "CIDEr": captions["CIDEr"]},
+        "captioning": {
+            "METEOR": captions["METEOR"],
+            "CIDEr": captions["CIDEr"],
+            **_by_group(colours, groups),
+        },
         "description": facts.compute(),
     }
 

@@ -14,7 +14,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
-from finevl.world.facts import Fact, about_object, fact_holds, region_facts, scene_facts
+from finevl.world.facts import Fact, fact_holds, holds_of_object, region_facts, scene_facts
 from finevl.world.grammar import parse_caption
 from finevl.world.scene import Scene
 
@@ -37,7 +37,7 @@ def _fact_counts(caption: str, scene: Scene, region: int | None = None) -> Count
     counts: Counter[str] = Counter(captions=1, unparseable=int(bool(parsed.unknown)))
 
     def holds(fact: Fact) -> bool:
-        return fact_holds(fact, scene) and (region is None or about_object(fact, scene, region))
+        return fact_holds(fact, scene) if region is None else holds_of_object(fact, scene, region)
 
     def add(group: str, stated: set[Fact], true: set[Fact]) -> None:
         counts[f"stated/{group}"] += len(stated)

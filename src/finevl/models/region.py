@@ -46,7 +46,9 @@ class RegionModelConfig:
     image_size: int = field(default=128, metadata={"help": "ConvNeXt input side (upstream: 512)."})
     image_level: int = field(default=2, metadata={"help": "Stage whose map gives image tokens (res4: 2)."})
     mask_dim: int = field(default=256, metadata={"help": "Width of the per-level projections (1024)."})
-    spatial_size: int = field(default=28, metadata={"help": "Side of the spatial-token mask (112)."})
+    spatial_size: int = field(
+        default=112, metadata={"help": "Side of the spatial-token mask (upstream: 112)."}
+    )
     region_input: str = field(default="mask", metadata={"help": "Pool inside the mask, or its box."})
     spatial_token: bool = field(
         default=True, metadata={"help": "Add the spatial token after the mask token."}
@@ -123,6 +125,8 @@ class RegionPrompt:
 
 def check_masks(masks: Sequence[np.ndarray], size: tuple[int, int], question: str) -> None:
     """One clear error for masks a region model cannot use."""
+    if IMAGE_TOKEN in question:
+        raise FinevlError(f"the question must not hold {IMAGE_TOKEN}: the image goes first by itself")
     wanted = question.count(REGION)
     if question.count(MASK_TOKEN) != wanted or question.count(POS_TOKEN) != wanted:
         raise FinevlError(f"{MASK_TOKEN} and {POS_TOKEN} must come in pairs written {REGION}")
@@ -202,7 +206,7 @@ class RegionLvlm(nn.Module):
             "input_ids": enc["input_ids"],
             "attention_mask": enc["attention_mask"],
             "pixel_values": self.pixels([ex.image for ex in examples]) if all(with_image) else None,
-            "masks": [torch.from_numpy(np.stack(ex.masks)) if ex.masks else None for ex in examples],
+            "masks": [self._masks(ex.masks) if ex.masks else None for ex in examples],
         }
         if answers is not None:
             lengths = torch.tensor(
@@ -213,6 +217,12 @@ class RegionLvlm(nn.Module):
             labels[torch.arange(labels.shape[1]) < lengths[:, None]] = IGNORE_INDEX  # right padding
             out["labels"] = labels
         return out
+
+    def _masks(self, masks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Masks resized (nearest) to the tower's input, as the image is: any image size."""
+        side = self.config.image_size
+        resized = [np.asarray(Image.fromarray(m).resize((side, side), Image.NEAREST)) for m in masks]
+        return torch.from_numpy(np.stack(resized))
 
     # -- model -------------------------------------------------------------------------
     @torch.no_grad()

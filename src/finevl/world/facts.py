@@ -88,13 +88,23 @@ def region_facts(scene: Scene, k: int) -> frozenset[Fact]:
     return frozenset(facts)
 
 
-def about_object(fact: Fact, scene: Scene, k: int) -> bool:
-    """Whether `fact`'s subject can be object k (a partial reference counts)."""
-    return k in _matches(scene, fact.subject)
+def holds_of_object(fact: Fact, scene: Scene, k: int) -> bool:
+    """Whether `fact` is true *of object k*: its subject can name k (a partial reference
+    counts) and k itself has the attribute or the relation. Background, count and text facts
+    are about no object."""
+    if fact.kind not in ("object", "size", "pattern", "relation") or k not in _matches(scene, fact.subject):
+        return False
+    if fact.kind in ("size", "pattern"):
+        return getattr(scene.objects[k], fact.kind) == fact.value
+    if fact.kind == "relation":
+        return any(fact.value in scene.relations(k, j) for j in _matches(scene, fact.other) if j != k)
+    return True
 
 
 def _matches(scene: Scene, ref: str) -> list[int]:
     words = ref.split()
+    if not words:
+        return []
     return [
         k
         for k, o in enumerate(scene.objects)
