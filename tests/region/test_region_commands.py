@@ -115,7 +115,7 @@ def test_ask_answers_about_masks_and_refuses_bad_ones(staged, world, tmp_path, c
         ([empty], "What is <region1>?", "mask 1 is empty"),
         ([full], "What is <region1>?", "covers the whole image"),
         ([small], "What is <region1>?", "mask 1 is 32x32, the image 64x64"),
-        ([good], "Compare <region1> and <region2>.", "names 2 regions but 1 masks"),
+        ([good], "Compare <region1> and <region2>.", "names region 2 but 1 masks"),
         ([good, good], "What is <region1>?", "names 1 of the 2 masks"),
         ([good], "  ", "--question is empty"),
     ]

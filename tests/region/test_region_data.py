@@ -15,6 +15,7 @@ from finevl.data.regions import MASK_PAIR, osprey_record, read_osprey, resolve_r
 from finevl.errors import FinevlError
 from finevl.metrics.finecap import FactScores
 from finevl.train.region.data import STAGE_TASKS, world_records, world_regions
+from finevl.world import vocab
 from finevl.world.facts import region_facts
 from finevl.world.language import region_descriptions
 from finevl.world.scene import sample_scene
@@ -48,7 +49,11 @@ def test_osprey_records_round_trip_with_rle_and_polygon_masks(tmp_path):
     [
         (
             {"conversations": [{"from": "human", "value": "<region3>?"}, {"from": "gpt", "value": "x"}]},
-            "names 3 regions but 1",
+            "names region 3 but 1",
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "<region0>?"}, {"from": "gpt", "value": "x"}]},
+            "names region 0 but 1",
         ),
         (
             {"conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
@@ -59,6 +64,16 @@ def test_osprey_records_round_trip_with_rle_and_polygon_masks(tmp_path):
             "conversations.0.from",
         ),
         ({"height": 0}, "height"),
+        (
+            {
+                "conversations": [
+                    {"from": "human", "value": "<region1>?"},
+                    {"from": "gpt", "value": "x"},
+                    {"from": "human", "value": "and?"},
+                ]
+            },
+            "end with gpt",
+        ),  # fmt: skip
     ],
 )
 def test_bad_records_are_one_clear_error(tmp_path, record, message):
@@ -80,7 +95,7 @@ def test_a_mask_of_the_wrong_size_is_refused_when_decoded(tmp_path):
 def test_resolve_regions_orders_masks_as_the_text_names_them():
     assert resolve_regions("<region2> and <region1>", 2) == (f"{MASK_PAIR} and {MASK_PAIR}", [1, 0])
     assert resolve_regions(f"{MASK_PAIR} then {MASK_PAIR}", 2)[1] == [0, 1]
-    with pytest.raises(FinevlError, match="names 3 regions but 2"):
+    with pytest.raises(FinevlError, match="names region 3 but 2"):
         resolve_regions(f"{MASK_PAIR} {MASK_PAIR} {MASK_PAIR}", 2)
 
 
@@ -88,7 +103,7 @@ def test_world_stage_data_has_each_stage_tasks(world):
     regions = world_regions(world, "train")
     for stage, tasks in STAGE_TASKS.items():
         records = world_records(world, "train", 10, stage, seed=0)
-        assert {r["task"] for r in records} <= set(tasks) and "class" not in tasks or len(records) >= 10
+        assert {r["task"] for r in records} == set(tasks)
         for rec in records:
             objs = regions[int(rec["file_name"][:8])]
             assert len(rec["annotation"]) == (0 if rec["task"] == "caption" else len(objs))
@@ -120,3 +135,10 @@ def test_region_description_is_exactly_judged():
     other = FactScores()
     other.update(region_descriptions(scene, 0)[1], scene, region=1)  # true, but about another object
     assert other.compute()["precision/all"] < 0.5
+    obj = scene.objects[1]
+    wrong_size = next(s for s in ("small", "medium", "large") if s != obj.size)
+    judged = FactScores()  # a background and another size: stated, neither true of the region
+    background = vocab.BACKGROUNDS[scene.background][0]
+    judged.update(f"A {wrong_size} {obj.color} {obj.shape} on {background}.", scene, region=1)
+    out = judged.compute()
+    assert out["precision/all"] == pytest.approx(1 / 3) and out["recall/object"] == pytest.approx(1 / 3)

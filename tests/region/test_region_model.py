@@ -65,6 +65,30 @@ def test_region_placeholders_take_the_extractor_tokens(region_model_dir):
     assert int((ids == model.ids["<image>"]).sum()) == model.image_tokens == (128 // 16) ** 2
 
 
+def test_a_batch_keeps_each_row_its_own_regions_and_any_image_size(region_model_dir):
+    model = load_region_model(region_model_dir)
+    rows = [
+        _prompt(64, [_disc(64, 20, 20, 8)]),
+        _prompt(96, [_disc(96, 60, 30, 12), _disc(96, 30, 70, 9)], f"Compare {REGION} and {REGION}."),
+        _prompt(80, [_disc(80, 40, 40, 20)]),
+    ]
+    together = model.embed(model.batch(rows, padding_side="right"))
+    for k, row in enumerate(rows):
+        alone = model.embed(model.batch([row], padding_side="right"))[0]
+        assert torch.allclose(together[k, : alone.shape[0]], alone, atol=1e-5)
+
+
+def test_answer_labels_cover_only_the_answer_and_eos(region_model_dir):
+    model = load_region_model(region_model_dir)
+    rows = [_prompt(64, [_disc(64, 20, 20, 8)]), _prompt(64, [_disc(64, 30, 30, 8)], f"Which {REGION} here?")]
+    batch = model.batch(rows, ["a red star", "circle"], padding_side="right")
+    for k, answer in enumerate(["a red star", "circle"]):
+        labelled = batch["labels"][k][batch["labels"][k] != -100]
+        assert model.tokenizer.decode(labelled).split() == [*answer.split(), "</s>"]
+    with pytest.raises(ValueError, match="right padding"):
+        model.batch(rows, ["a", "b"], padding_side="left")
+
+
 def test_box_input_and_spatial_token_switches_change_the_tokens(region_model_dir):
     model = load_region_model(region_model_dir)
     batch = model.batch([_prompt(64, [_disc(64, 30, 30, 12)])])
@@ -117,6 +141,7 @@ def test_batched_generation_equals_one_at_a_time(region_model_dir):
         ([_disc(64, 10, 10, 4)], f"Compare {REGION} and {REGION}.", "2 <mask><pos> regions but 1 masks"),
         ([_disc(64, 10, 10, 4), _disc(64, 40, 40, 4)], f"What is {REGION}?", "1 <mask><pos> regions but 2"),
         ([_disc(64, 10, 10, 4)], f"What is {MASK_TOKEN}?", "must come in pairs"),
+        ([_disc(64, 10, 10, 4)], f"<image>\nWhat is {REGION}?", "must not hold <image>"),
     ],
 )
 def test_bad_masks_are_one_clear_error(region_model_dir, masks, question, message):
@@ -135,7 +160,13 @@ def test_a_vit_clip_is_refused(tmp_path):
         build_region_model(load_clip("finevl-tiny-vit"), tok)
 
 
-def test_an_incomplete_folder_is_one_clear_error(tmp_path):
+def test_an_incomplete_or_damaged_folder_is_one_clear_error(region_model_dir, tmp_path):
+    import shutil
+
     (tmp_path / "m").mkdir()
     with pytest.raises(FinevlError, match="not a region model folder"):
         load_region_model(tmp_path / "m")
+    damaged = shutil.copytree(region_model_dir, tmp_path / "d")
+    (damaged / "region_config.json").write_text('{"image_size": 128, "colour": "red"}')
+    with pytest.raises(FinevlError, match="cannot load the region model"):
+        load_region_model(damaged)

@@ -7,7 +7,7 @@ import torch
 
 from finevl.data.tokenizer import train_word_tokenizer
 from finevl.models.clip import load_clip
-from finevl.models.lvlm import build_lvlm
+from finevl.models.lvlm import CHAT_WORDS, build_lvlm
 from finevl.train.stic.data import split_texts
 from finevl.train.stic.prompts import all_prompts
 
@@ -22,7 +22,7 @@ def tiny_clip(tmp_path_factory):
 def tiny_lvlm_dir(world, tiny_clip, tmp_path_factory):
     """An untrained tiny LLaVA saved once: its weights are random but its wiring is real."""
     root = tmp_path_factory.mktemp("lvlm")
-    texts = split_texts(world, "train") + all_prompts() + ["USER: ASSISTANT: </s>"]
+    texts = split_texts(world, "train") + all_prompts() + [CHAT_WORDS]
     tok = train_word_tokenizer(texts, root / "tok", 256)
     lvlm = build_lvlm(load_clip(tiny_clip), tok, "tiny", seed=0)
     return str(lvlm.save(root / "model"))

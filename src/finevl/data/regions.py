@@ -22,7 +22,8 @@ from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.errors import FinevlError
 
 REGION_REF = re.compile(r"<region(\d+)>")
-MASK_PAIR = "<mask><pos>"
+MASK_TOKEN, POS_TOKEN = "<mask>", "<pos>"
+MASK_PAIR = MASK_TOKEN + POS_TOKEN  # how a region is written in a model's prompt
 
 
 class OspreyMessage(BaseModel):
@@ -71,8 +72,9 @@ def resolve_regions(text: str, available: int, where: str = "") -> tuple[str, li
     """(`text` with each `<regionN>` written `<mask><pos>`, the 0-based region of each
     pair in order). Text already written with `<mask><pos>` names regions 1, 2, ... in order."""
     refs = [int(n) - 1 for n in REGION_REF.findall(text)] or list(range(text.count(MASK_PAIR)))
-    if any(not 0 <= n < available for n in refs):
-        raise FinevlError(f"{where}: the text names {max(refs) + 1} regions but {available} masks are given")
+    for n in refs:
+        if not 0 <= n < available:
+            raise FinevlError(f"{where}: the text names region {n + 1} but {available} masks are given")
     return REGION_REF.sub(MASK_PAIR, text), refs
 
 
@@ -87,7 +89,9 @@ def record_turns(record: OspreyRecord, where: str = "") -> list[RegionTurn]:
     """The record's human/gpt pairs as turns (`<image>` dropped: every turn sees the image)."""
     turns = []
     messages = record.conversations
-    for k in range(0, len(messages) - 1, 2):
+    if len(messages) % 2:
+        raise FinevlError(f"{where}: conversations must alternate human, gpt and end with gpt")
+    for k in range(0, len(messages), 2):
         human, gpt = messages[k], messages[k + 1]
         if human.sender != "human" or gpt.sender != "gpt":
             raise FinevlError(f"{where}: conversations must alternate human, gpt")

@@ -36,6 +36,8 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
+CHAT_WORDS = "USER: ASSISTANT: </s>"  # the template's own words, for a word tokenizer's corpus
+
 # Llama sizes for a language model trained from scratch here.
 LM_PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4},
@@ -82,7 +84,9 @@ class Lvlm:
     ) -> dict[str, torch.Tensor]:
         """Processor inputs for a batch of formatted prompts (with their images; rows without
         an image are text only). With `answers`, each answer and EOS are appended and
-        `labels` mark only their tokens."""
+        `labels` mark only their tokens (right padding: the prompt leads each row)."""
+        if answers is not None and padding_side != "right":
+            raise ValueError("answer labels need right padding")
         texts = list(prompts)
         if answers is not None:
             eos = self.tokenizer.eos_token
@@ -230,28 +234,34 @@ def clip_vision_tower(clip: Clip) -> tuple[Any, dict[str, torch.Tensor], Any]:
     return config, state, processor
 
 
-def build_lvlm(clip: Clip, tokenizer: Any, lm: str = "tiny", seed: int = 0) -> Lvlm:
-    """A new LLaVA: the CLIP's image tower (weights copied, all CLS + patch features of the
-    last layer), a fresh two-layer GELU projector and a fresh Llama of preset `lm` over the
-    word `tokenizer` (which must know `<image>`)."""
-    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+def llama_config(tokenizer: Any, lm: str, max_positions: int) -> Any:
+    """A `LlamaConfig` of preset `lm` over a word tokenizer (vocabulary and special ids)."""
+    from transformers import LlamaConfig
 
     if lm not in LM_PRESETS:
         raise FinevlError(f"unknown language-model preset {lm!r} (have {', '.join(LM_PRESETS)})")
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    if image_id is None or image_id == tokenizer.unk_token_id:
-        raise FinevlError(f"the tokenizer has no {IMAGE_TOKEN} token")
-    vision_config, vision_state, image_processor = clip_vision_tower(clip)
-    heads = LM_PRESETS[lm]["num_attention_heads"]
-    text_config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
-        num_key_value_heads=heads,
-        max_position_embeddings=tokenizer.model_max_length,
+        num_key_value_heads=LM_PRESETS[lm]["num_attention_heads"],
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         **LM_PRESETS[lm],
     )
+
+
+def build_lvlm(clip: Clip, tokenizer: Any, lm: str = "tiny", seed: int = 0) -> Lvlm:
+    """A new LLaVA: the CLIP's image tower (weights copied, all CLS + patch features of the
+    last layer), a fresh two-layer GELU projector and a fresh Llama of preset `lm` over the
+    word `tokenizer` (which must know `<image>`)."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_id is None or image_id == tokenizer.unk_token_id:
+        raise FinevlError(f"the tokenizer has no {IMAGE_TOKEN} token")
+    vision_config, vision_state, image_processor = clip_vision_tower(clip)
+    text_config = llama_config(tokenizer, lm, tokenizer.model_max_length)
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,

@@ -28,14 +28,15 @@ from PIL import Image
 from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, check_safetensors, load_clip
-from finevl.models.lvlm import CHAT_TEMPLATE, IGNORE_INDEX, IMAGE_TOKEN, LM_PRESETS, user_message
+from finevl.models.lvlm import CHAT_TEMPLATE, IGNORE_INDEX, IMAGE_TOKEN, llama_config, user_message
 
-MASK_TOKEN, POS_TOKEN = "<mask>", "<pos>"
-REGION = MASK_TOKEN + POS_TOKEN  # how a region is written in a prompt
+REGION = MASK_PAIR  # how a region is written in a prompt
 REGION_INPUTS = ("mask", "box")
 CONFIG_FILE, WEIGHTS_FILE = "region_config.json", "region.safetensors"
+MAX_POSITIONS = 2048  # 1,024 image tokens at 512 px (upstream) + the text
 
 
 @dataclass
@@ -186,8 +187,10 @@ class RegionLvlm(nn.Module):
         answers: Sequence[str] | None = None,
         padding_side: str = "left",
     ) -> dict[str, Any]:
-        """Token ids, attention mask, pixels and masks of a batch; with `answers`, each answer
-        and EOS are appended and `labels` mark only their tokens."""
+        """Token ids, attention mask, pixels and masks of a batch; with `answers` (right
+        padding only), each answer and EOS are appended and `labels` mark only their tokens."""
+        if answers is not None and padding_side != "right":
+            raise ValueError("answer labels need right padding")
         with_image = [ex.image is not None for ex in examples]
         if any(with_image) and not all(with_image):
             raise FinevlError("a batch mixes rows with and without an image")
@@ -328,24 +331,11 @@ def build_region_model(
 ) -> RegionLvlm:
     """A new region model: the CLIP's ConvNeXt tower, a fresh projector and extractor, and a
     fresh Llama of preset `lm` over `tokenizer`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    if lm not in LM_PRESETS:
-        raise FinevlError(f"unknown language-model preset {lm!r} (have {', '.join(LM_PRESETS)})")
-    tokenizer = region_tokenizer(tokenizer)
-    heads = LM_PRESETS[lm]["num_attention_heads"]
+    config_lm = llama_config(region_tokenizer(tokenizer), lm, MAX_POSITIONS)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            num_key_value_heads=heads,
-            max_position_embeddings=1024,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **LM_PRESETS[lm],
-        )
-    )
+    model = LlamaForCausalLM(config_lm)
     clip = load_clip(clip) if not isinstance(clip, Clip) else clip
     return RegionLvlm(clip, model, tokenizer, config or RegionModelConfig())
 
@@ -362,10 +352,16 @@ def load_region_model(path: str | Path) -> RegionLvlm:
     if missing:
         raise FinevlError(f"{path}: not a region model folder (no {', '.join(missing)})")
     check_safetensors(path / WEIGHTS_FILE)
-    config = RegionModelConfig(**json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")))
-    lm = AutoModelForCausalLM.from_pretrained(str(path / "lm"), local_files_only=True, use_safetensors=True)
-    model = RegionLvlm(load_clip(path / "tower"), lm, load_tokenizer(path / "tokenizer"), config)
-    own = load_file(path / WEIGHTS_FILE)
-    model.projector.load_state_dict({k[10:]: v for k, v in own.items() if k.startswith("projector.")})
-    model.extractor.load_state_dict({k[10:]: v for k, v in own.items() if k.startswith("extractor.")})
+    try:
+        config = RegionModelConfig(**json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")))
+        lm = AutoModelForCausalLM.from_pretrained(
+            str(path / "lm"), local_files_only=True, use_safetensors=True
+        )
+        model = RegionLvlm(load_clip(path / "tower"), lm, load_tokenizer(path / "tokenizer"), config)
+        own = load_file(path / WEIGHTS_FILE)
+        model.projector.load_state_dict({k[10:]: v for k, v in own.items() if k.startswith("projector.")})
+        model.extractor.load_state_dict({k[10:]: v for k, v in own.items() if k.startswith("extractor.")})
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise FinevlError(f"{path}: cannot load the region model ({first[:300]})") from None
     return model.eval()

@@ -19,6 +19,7 @@ from finevl.data.images import ImageCache
 from finevl.data.regions import RegionTurn, read_osprey, write_osprey
 from finevl.data.tokenizer import load_tokenizer, train_word_tokenizer
 from finevl.errors import FinevlError
+from finevl.models.lvlm import CHAT_WORDS
 from finevl.models.region import (
     RegionLvlm,
     RegionPrompt,
@@ -32,13 +33,13 @@ from finevl.train.region.prompts import all_region_prompts
 from finevl.train.stic.data import split_texts
 from finevl.train.stic.prompts import BRIEF
 
-CHAT_WORDS = "USER: ASSISTANT: </s>"
-
 
 def stage_turns(cfg: RegionTrainConfig, run: Path) -> tuple[list[RegionTurn], Path]:
     """The stage's turns and their image folder. A world is first written as an Osprey file
     in the run folder (`data.json`), so a world and a real dataset take the same path."""
     data = Path(cfg.data)
+    if data.is_file() and cfg.stage == "lm":  # the language model learns the answers' text
+        return [RegionTurn("", (0, 0), [], "", t.answer) for t in read_osprey(data)], data.parent
     if data.is_file():
         if not cfg.images_dir:
             raise FinevlError("an Osprey JSON file needs --images-dir (its image folder)")

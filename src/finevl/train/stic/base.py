@@ -15,14 +15,13 @@ from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.data.tokenizer import load_tokenizer, train_word_tokenizer
 from finevl.errors import FinevlError
 from finevl.models.clip import load_clip
-from finevl.models.lvlm import build_lvlm
+from finevl.models.lvlm import CHAT_WORDS, build_lvlm
 from finevl.train.stic.config import BaseConfig, SupervisedConfig
 from finevl.train.stic.data import alignment_pairs, instruction_turns, lm_texts, world_images
 from finevl.train.stic.prompts import all_prompts
 from finevl.train.stic.sft import train_supervised
 
 STAGES = ("lm", "align", "sft")
-ROLE_WORDS = ["USER: ASSISTANT: </s>"]  # the chat template's words
 MAX_TOKENS = 256  # image features (65 for a 64 px, patch-8 tower) + prompt + answer
 
 
@@ -81,7 +80,7 @@ def train_base(
     write_conversations(out / "instruct.json", turns["sft"])
     if not (out / "tokenizer" / "tokenizer.json").is_file():
         train_word_tokenizer(
-            [t.answer for t in turns["lm"]] + all_prompts() + ROLE_WORDS, out / "tokenizer", MAX_TOKENS
+            [t.answer for t in turns["lm"]] + all_prompts() + [CHAT_WORDS], out / "tokenizer", MAX_TOKENS
         )
     start = build_lvlm(load_clip(cfg.clip), load_tokenizer(out / "tokenizer"), cfg.lm, cfg.seed)
     summaries: dict[str, Any] = {}
