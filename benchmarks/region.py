@@ -23,6 +23,7 @@ from typing import Any
 
 from finevl.apps.region_eval import evaluate_regions, write_region_results
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.metrics.region import REGION_HEADLINE
 from finevl.train.config import shared_fields
 from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig
 from finevl.train.region.pipeline import Chain, run_chain
@@ -45,21 +46,7 @@ PAIRS = {  # paired differences, first minus second, per seed
     "mask - box (no spatial token)": ("mask, no spatial token", "box, no spatial token"),
     "spatial token (mask)": ("Osprey: mask + spatial token, stages 1-3", "mask, no spatial token"),
 }
-COLUMNS = {
-    "SS": ("classification", "semantic_similarity"),
-    "S-IoU": ("classification", "semantic_iou"),
-    "SS overlapping": ("classification", "semantic_similarity/overlapping"),
-    "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
-    "colour acc.": ("captioning", "color_accuracy"),
-    "colour acc. overlapping": ("captioning", "color_accuracy/overlapping"),
-    "colour acc. separate": ("captioning", "color_accuracy/separate"),
-    "PQ": ("segmentation", "PQ"),
-    "mIoU": ("segmentation", "mIoU"),
-    "METEOR": ("captioning", "METEOR"),
-    "CIDEr": ("captioning", "CIDEr"),
-    "description P": ("description", "precision/all"),
-    "description R": ("description", "recall/all"),
-}
+COLUMNS = REGION_HEADLINE
 
 
 def _slug(row: str) -> str:

@@ -15,6 +15,22 @@ from typing import Any
 import numpy as np
 
 SEGMENT_TEMPLATE = "There is a {} in the scene."
+# column -> (metric group, key): the headline numbers reports and benchmarks show
+REGION_HEADLINE = {
+    "SS": ("classification", "semantic_similarity"),
+    "S-IoU": ("classification", "semantic_iou"),
+    "SS overlapping": ("classification", "semantic_similarity/overlapping"),
+    "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
+    "colour acc.": ("captioning", "color_accuracy"),
+    "colour acc. overlapping": ("captioning", "color_accuracy/overlapping"),
+    "colour acc. separate": ("captioning", "color_accuracy/separate"),
+    "PQ": ("segmentation", "PQ"),
+    "mIoU": ("segmentation", "mIoU"),
+    "METEOR": ("captioning", "METEOR"),
+    "CIDEr": ("captioning", "CIDEr"),
+    "description P": ("description", "precision/all"),
+    "description R": ("description", "recall/all"),
+}
 
 
 @lru_cache(maxsize=1)

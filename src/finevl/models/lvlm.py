@@ -55,6 +55,18 @@ def assistant_message(answer: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
+def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+    """`generate` settings: greedy when temperature is 0, sampled otherwise; the
+    tokenizer's pad and end tokens."""
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    return {
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        **sampling,
+    }
+
+
 class Lvlm:
     """A vision-language model and its processor: chat prompts, batched generation,
     supervised batches (loss on the answer tokens only), atomic save."""
@@ -143,15 +155,8 @@ class Lvlm:
             ims = images[start : start + batch_size]
             prompts = [self.prompt(q, im is not None) for q, im in zip(questions[start:], ims, strict=False)]
             batch = {k: v.to(self.model.device) for k, v in self.inputs(ims, prompts).items()}
-            sampling = (
-                {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-            )
             ids = self.model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                **sampling,
+                **batch, **generation_kwargs(self.tokenizer, max_new_tokens, temperature)
             )
             new = ids[:, batch["input_ids"].shape[1] :]
             out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -31,7 +31,14 @@ from finevl.data.files import replace_dir, temp_sibling
 from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, check_safetensors, load_clip
-from finevl.models.lvlm import CHAT_TEMPLATE, IGNORE_INDEX, IMAGE_TOKEN, llama_config, user_message
+from finevl.models.lvlm import (
+    CHAT_TEMPLATE,
+    IGNORE_INDEX,
+    IMAGE_TOKEN,
+    generation_kwargs,
+    llama_config,
+    user_message,
+)
 
 REGION = MASK_PAIR  # how a region is written in a prompt
 REGION_INPUTS = ("mask", "box")
@@ -279,16 +286,10 @@ class RegionLvlm(nn.Module):
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             batch = self.batch(chunk)
-            sampling = (
-                {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-            )
             ids = self.lm.generate(
                 inputs_embeds=self.embed(batch),
                 attention_mask=batch["attention_mask"],
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                **sampling,
+                **generation_kwargs(self.tokenizer, max_new_tokens, temperature),
             )
             out += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
             if progress is not None:

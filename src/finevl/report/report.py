@@ -17,6 +17,7 @@ from finevl.data.coco import CocoCaptions, decode_segmentation, rle_area_bbox
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
+from finevl.metrics.region import REGION_HEADLINE
 from finevl.report.encode import image_data_uri
 from finevl.report.gallery import overlay_masks
 from finevl.report.plots import confusion, curve, curves
@@ -114,19 +115,6 @@ def _vqa(results: list[dict], world: Path | None, n: int = 4) -> dict[str, Any]:
     return {"columns": columns, "rows": rows, "examples": examples}
 
 
-REGION_COLUMNS = {
-    "SS": ("classification", "semantic_similarity"),
-    "S-IoU": ("classification", "semantic_iou"),
-    "S-IoU overlapping": ("classification", "semantic_iou/overlapping"),
-    "PQ": ("segmentation", "PQ"),
-    "mIoU": ("segmentation", "mIoU"),
-    "METEOR": ("captioning", "METEOR"),
-    "CIDEr": ("captioning", "CIDEr"),
-    "description P": ("description", "precision/all"),
-    "description R": ("description", "recall/all"),
-}
-
-
 def _region_image(world: Path | None, records: list[dict]) -> str | None:
     if world is None or not (world / records[0]["image"]).is_file():
         return None
@@ -142,7 +130,7 @@ def _regions(results: list[tuple[Path, dict]], world: Path | None, n: int = 3) -
     rows = [
         {
             "name": r.get("label", r["model"]),
-            **{c: r["metrics"][a].get(b) for c, (a, b) in REGION_COLUMNS.items()},
+            **{c: r["metrics"][a].get(b) for c, (a, b) in REGION_HEADLINE.items()},
         }
         for _, r in results
     ]
@@ -169,7 +157,7 @@ def _regions(results: list[tuple[Path, dict]], world: Path | None, n: int = 3) -
                 ],
             }
         )
-    return {"columns": list(REGION_COLUMNS), "rows": rows, "examples": examples}
+    return {"columns": list(REGION_HEADLINE), "rows": rows, "examples": examples}
 
 
 def _model_name(predictions: Path) -> str:

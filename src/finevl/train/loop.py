@@ -163,6 +163,34 @@ class Run:
             save_checkpoint(self.folder, model, opt, sched, step + 1, summary)
         return stop
 
+    def train(
+        self,
+        model: Any,
+        loss_of: Callable[[torch.Tensor], torch.Tensor],
+        examples: int,
+        opt: Any,
+        sched: Any,
+        first: int,
+        progress: Callable[[int], None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The loop of every supervised trainer, from step `first`: the step's seeded batch
+        (indices into `examples`) -> `loss_of` -> update of the parameters that train ->
+        log, checkpoint `model`. The run's summary (with `extra`)."""
+        params = [p for p in opt.param_groups for p in p["params"]]
+        summary: dict[str, Any] = {}
+        step = first - 1
+        for step in range(first, self.cfg.steps):
+            torch.manual_seed(self.cfg.seed * 1_000_003 + step)  # dropout, reproducible on resume
+            loss = loss_of(batch_indices(examples, self.cfg.batch_size, step, self.cfg.seed))
+            grad_norm = self.update(loss, params, opt, sched)
+            summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
+            if progress:
+                progress(1)
+            if self.end_step(step, model, opt, sched, summary):
+                break
+        return self.finish(step + 1, {**summary, **(extra or {})})
+
     def finish(self, steps: int, summary: dict[str, Any]) -> dict[str, Any]:
         self.accelerator.end_training()
         result = {"run": str(self.folder), "steps": steps, **summary}

@@ -20,7 +20,7 @@ from finevl.errors import FinevlError
 from finevl.models.captioner import CaptionerBundle, load_captioner, new_captioner
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import CaptionTrainConfig
-from finevl.train.loop import Run, batch_indices
+from finevl.train.loop import Run
 
 
 def captioning_data(data: str | Path, clip: Clip, split: str = "train") -> tuple[ImageTextSet, torch.Tensor]:
@@ -63,18 +63,9 @@ def train_captioner(
     bundle = _start(cfg, run, feats.shape[-1])
     model = bundle.model.train()
     opt, sched, start = run.optimizer(model)
-    summary: dict[str, Any] = {}
-    step = start - 1
-    for step in range(start, cfg.steps):
-        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, reproducible on resume
-        rows, ids, labels = mle_batch(
-            bundle, data.refs, batch_indices(len(data), cfg.batch_size, step, cfg.seed), cfg.max_length
-        )
-        loss = model(feats[rows], ids, labels=labels).loss
-        grad_norm = run.update(loss, model.parameters(), opt, sched)
-        summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
-        if progress:
-            progress(1)
-        if run.end_step(step, bundle, opt, sched, summary):
-            break
-    return run.finish(step + 1, summary)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        rows, ids, labels = mle_batch(bundle, data.refs, idx, cfg.max_length)
+        return model(feats[rows], ids, labels=labels).loss
+
+    return run.train(bundle, loss_of, len(data), opt, sched, start, progress)

@@ -26,7 +26,7 @@ from finevl.models.region import (
     build_region_model,
     load_region_model,
 )
-from finevl.train.loop import Run, batch_indices
+from finevl.train.loop import Run
 from finevl.train.region.config import TRAINABLE, RegionTrainConfig
 from finevl.train.region.data import world_records
 from finevl.train.region.prompts import all_region_prompts
@@ -96,16 +96,8 @@ def train_region_stage(
     model = _configure(model, cfg).train()
     images = ImageCache(image_root) if cfg.stage != "lm" else None
     opt, sched, first = run.optimizer(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    summary: dict[str, Any] = {}
-    step = first - 1
-    for step in range(first, cfg.steps):
-        idx = batch_indices(len(turns), cfg.batch_size, step, cfg.seed).tolist()
-        loss = model.loss(region_batch(model, [turns[i] for i in idx], images))
-        grad_norm = run.update(loss, params, opt, sched)
-        summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
-        if progress:
-            progress(1)
-        if run.end_step(step, model, opt, sched, summary):
-            break
-    return run.finish(step + 1, {**summary, "turns": len(turns)})
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return model.loss(region_batch(model, [turns[i] for i in idx.tolist()], images))
+
+    return run.train(model, loss_of, len(turns), opt, sched, first, progress, {"turns": len(turns)})

@@ -16,7 +16,7 @@ from finevl.data.conversations import Turn
 from finevl.data.images import ImageCache
 from finevl.errors import FinevlError
 from finevl.models.lvlm import Lvlm, load_lvlm
-from finevl.train.loop import Run, batch_indices
+from finevl.train.loop import Run
 from finevl.train.stic.config import LoraSettings, SupervisedConfig
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -99,17 +99,8 @@ def train_supervised(
     model = lvlm.model.train()
     images = ImageCache(cfg.data)
     opt, sched, first = run.optimizer(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    summary: dict[str, Any] = {}
-    step = first - 1
-    for step in range(first, cfg.steps):
-        torch.manual_seed(cfg.seed * 1_000_003 + step)
-        idx = batch_indices(len(turns), cfg.batch_size, step, cfg.seed).tolist()
-        loss = lvlm.loss(supervised_batch(lvlm, [turns[i] for i in idx], images))
-        grad_norm = run.update(loss, params, opt, sched)
-        summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
-        if progress:
-            progress(1)
-        if run.end_step(step, lvlm, opt, sched, summary):
-            break
-    return run.finish(step + 1, summary)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return lvlm.loss(supervised_batch(lvlm, [turns[i] for i in idx.tolist()], images))
+
+    return run.train(lvlm, loss_of, len(turns), opt, sched, first, progress)
