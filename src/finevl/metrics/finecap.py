@@ -76,7 +76,11 @@ class FactScores:
     precision, and a one-object scene (no relation to state) nothing to relation recall. A
     ratio whose summed denominator is zero is 0.0 (a captioner that never states a relation
     gets no relation credit), and F1 is 0.0 when precision and recall are both 0.
-    `unknown_word_rate`: captions with a word outside the world's language.
+    `unknown_word_rate`: captions with a word outside the world's language. With
+    `update(..., region=k)` the caption describes object k alone (Osprey's detailed region
+    description): the truth is that object's facts (`region_facts`), a stated fact counts as
+    held only when it is true of object k itself, and the objects it is related to are not
+    claims about it.
 
     >>> import random
     >>> from finevl.world.language import fine_caption
