@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--lm-steps", type=int, default=400)
     parser.add_argument("--stage1-steps", type=int, default=100)
     parser.add_argument("--stage2-steps", type=int, default=120)
-    parser.add_argument("--stage3-steps", type=int, default=600)
+    parser.add_argument("--stage3-steps", type=int, default=500)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--eval-images", type=int, default=150)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default).")

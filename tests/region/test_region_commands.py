@@ -136,6 +136,9 @@ def test_quickstart_trains_evaluates_and_resumes(world, convnext_clip, tmp_path,
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "results" not in p.parts}
     assert _ok(args, capsys, monkeypatch)["model"] == res["model"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing trained again
+    other = [a if a != "2" or args[k - 1] != "--stage3-steps" else "3" for k, a in enumerate(args)]
+    code, _, err = run(other, capsys, monkeypatch)
+    assert_one_line_error(code, err, "ran with other settings")
 
 
 @pytest.mark.parametrize(

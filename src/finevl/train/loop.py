@@ -198,11 +198,17 @@ class Run:
         return result
 
 
-def run_once(path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
+def run_once(
+    path: Path, make: Callable[[], dict[str, Any]], folder: Path | None = None, settings: Any = None
+) -> dict[str, Any]:
     """A pipeline stage's summary: read back when it already ran (so a killed pipeline
-    resumes). A stage killed midway (`folder` without the summary) is run again from
-    scratch (pipeline stages are deterministic)."""
+    resumes), unless `settings` (a trainer config) differ from the run's saved
+    `config.json`, which is refused. A stage killed midway (`folder` without the summary) is
+    run again from scratch (pipeline stages are deterministic)."""
     if path.is_file():
+        saved = path.parent / "config.json"
+        if settings is not None and saved.is_file() and read_json(saved) != asdict(settings):
+            raise FinevlError(f"{path.parent}: ran with other settings; choose another --out or delete it")
         return read_json(path)
     if folder is not None and folder.exists():
         shutil.rmtree(folder)

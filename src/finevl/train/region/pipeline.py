@@ -57,6 +57,6 @@ def run_chain(cfg: RegionPipelineConfig, chain: Chain = OSPREY, upto: int | None
         name = f"{name}-{chain.tag(stage)}" if name else chain.tag(stage)
         out = Path(cfg.out) / name
         stage_cfg = _stage_config(cfg, out, stage, model, chain)
-        run_once(out / "summary.json", lambda c=stage_cfg: train_region_stage(c), out)
+        run_once(out / "summary.json", lambda c=stage_cfg: train_region_stage(c), out, stage_cfg)
         model = str(out / "checkpoint" / "model")
     return model
