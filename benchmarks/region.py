@@ -76,16 +76,20 @@ def _cell(values: list[float]) -> dict[str, float]:
 
 
 def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
-    table = {
-        row: {c: _cell([r[row][a][b] for r in per_seed.values()]) for c, (a, b) in COLUMNS.items()}
-        for row in ROWS
-    }
-    paired = {
-        name: {
-            c: _cell([r[x][a][b] - r[y][a][b] for r in per_seed.values()]) for c, (a, b) in COLUMNS.items()
-        }
-        for name, (x, y) in PAIRS.items()
-    }
+    """Mean +- std per row over the seeds that have it, and paired differences."""
+    table, paired = {}, {}
+    for row in ROWS:
+        runs = [r[row] for r in per_seed.values() if row in r]
+        if runs:
+            table[row] = {c: _cell([m[a][b] for m in runs]) for c, (a, b) in COLUMNS.items()}
+            table[row]["seeds"] = len(runs)
+    for name, (x, y) in PAIRS.items():
+        both = [r for r in per_seed.values() if x in r and y in r]
+        if both:
+            paired[name] = {
+                c: _cell([r[x][a][b] - r[y][a][b] for r in both]) for c, (a, b) in COLUMNS.items()
+            }
+            paired[name]["seeds"] = len(both)
     return {"table": table, "paired": paired}
 
 
