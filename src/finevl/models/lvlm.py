@@ -55,6 +55,17 @@ def assistant_message(answer: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
+def answer_labels(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor
+) -> torch.Tensor:
+    """Labels of right-padded rows whose first `prompt_len` tokens are the prompt: only the
+    answer tokens count (padding and prompt set to the ignore index)."""
+    labels = input_ids.clone()
+    labels[attention_mask == 0] = IGNORE_INDEX
+    labels[torch.arange(labels.shape[1]) < prompt_len[:, None]] = IGNORE_INDEX
+    return labels
+
+
 def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float) -> dict[str, Any]:
     """`generate` settings: greedy when temperature is 0, sampled otherwise; the
     tokenizer's pad and end tokens."""
@@ -124,11 +135,7 @@ class Lvlm:
         expanded = (batch["input_ids"] == image_id).sum(1) if image_id is not None else 0
         written = torch.tensor([row.count(image_id) for row in ids])
         prompt_len = torch.tensor([len(row) for row in ids]) + expanded - written
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        positions = torch.arange(labels.shape[1]).expand_as(labels)
-        labels[positions < prompt_len[:, None]] = IGNORE_INDEX  # right padding: the prompt leads
-        return labels
+        return answer_labels(batch["input_ids"], batch["attention_mask"], prompt_len)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over the answer tokens of a batch from `inputs(..., answers)`."""

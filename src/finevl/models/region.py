@@ -33,8 +33,8 @@ from finevl.errors import FinevlError
 from finevl.models.clip import Clip, check_safetensors, load_clip
 from finevl.models.lvlm import (
     CHAT_TEMPLATE,
-    IGNORE_INDEX,
     IMAGE_TOKEN,
+    answer_labels,
     generation_kwargs,
     llama_config,
     user_message,
@@ -222,10 +222,7 @@ class RegionLvlm(nn.Module):
             lengths = torch.tensor(
                 [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
             )
-            labels = enc["input_ids"].clone()
-            labels[enc["attention_mask"] == 0] = IGNORE_INDEX
-            labels[torch.arange(labels.shape[1]) < lengths[:, None]] = IGNORE_INDEX  # right padding
-            out["labels"] = labels
+            out["labels"] = answer_labels(enc["input_ids"], enc["attention_mask"], lengths)
         return out
 
     def _masks(self, masks: Sequence[np.ndarray]) -> torch.Tensor:
