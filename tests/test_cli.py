@@ -58,6 +58,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         ["region", "eval"],
         ["region", "ask"],
         ["region", "quickstart"],
+        ["edit"],
     ],
 )
 def test_help_everywhere(cmd, capsys, monkeypatch):

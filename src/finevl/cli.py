@@ -556,6 +556,70 @@ def region_quickstart(config: RegionPipelineConfig) -> None:
     _emit({"model": model, "metrics": result["metrics"]})
 
 
+@app.command("edit")
+def edit(
+    model: ModelOpt,
+    image: Annotated[Path, typer.Option("--image", help="The image to edit.")],
+    target: Annotated[str, typer.Option("--target", help="Text the edit moves toward.")],
+    source: Annotated[
+        str | None, typer.Option("--source", help="Text of the image as it is: a directional edit.")
+    ] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Mask image: where the edit may act.")] = None,
+    candidate: Annotated[
+        list[Path] | None, typer.Option("--candidate", help="Rank these edited images instead; repeat.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder: edited.png, before_after.png, JSON.")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 100,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the residual.")] = 0.05,
+    views: Annotated[int, typer.Option("--views", help="Random views per step (0: none).")] = 8,
+    keep_outside: Annotated[float, typer.Option("--keep-outside", help="Preservation weight.")] = 10.0,
+    save_every: Annotated[int, typer.Option("--save-every", help="Save the image every N steps.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random views.")] = 0,
+) -> None:
+    """Edit an image toward a text with CLIP (or rank candidate edits by the same objective)."""
+    from finevl.apps.editing import EditSettings, before_after, edit_image, rank_candidates
+    from finevl.data.images import load_image
+    from finevl.data.jsonio import write_json_atomic
+    from finevl.data.regions import read_mask_png
+    from finevl.models.clip import load_clip
+
+    settings = EditSettings(steps=steps, lr=lr, views=views, keep_outside=keep_outside, seed=seed)
+    picture = load_image(image)
+    area = read_mask_png(mask) if mask else None
+    clip = load_clip(model)
+    if candidate:
+        ranked = rank_candidates(
+            clip, picture, [load_image(c) for c in candidate], target, source, keep_outside
+        )
+        result = {
+            "task": "edit_ranking",
+            "ranking": [{**r, "image": str(candidate[r["index"]])} for r in ranked],
+        }
+    else:
+        if out is None:
+            raise FinevlError("--out (a folder for the edit) is required")
+        snaps = out / "steps"
+        with _progress(steps, "edit") as bar:
+            task = bar.add_task("edit", total=steps)
+
+            def report(step: int, losses: dict, snap: Any) -> None:
+                bar.advance(task)
+                if snap is not None:
+                    snaps.mkdir(parents=True, exist_ok=True)
+                    snap.save(snaps / f"step_{step + 1:05d}.png")
+
+            edited, summary = edit_image(clip, picture, target, source, area, settings, report, save_every)
+        out.mkdir(parents=True, exist_ok=True)
+        edited.save(out / "edited.png")
+        before_after(picture, edited).save(out / "before_after.png")
+        result = {"task": "edit", "image": str(image), "target": target, "source": source, **summary}
+    if out is not None:
+        write_json_atomic(out / "edit.json", result)
+    _emit(result)
+
+
 @app.command("score")
 def score(
     model: ModelOpt,
