@@ -59,6 +59,11 @@ def test_the_command_writes_the_edit_its_steps_and_a_ranking(world, clip_dir, tm
     assert res["task"] == "edit" and res["steps"] == 4
     assert sorted(p.name for p in (out / "steps").iterdir()) == ["step_00002.png", "step_00004.png"]
     assert (out / "edited.png").is_file() and Image.open(out / "before_after.png").width > 2 * 64
+    report = tmp_path / "report.html"
+    code, stdout, err = run(["report", "--out", str(report), str(out / "edit.json")], capsys, monkeypatch)
+    assert code == 0 and json.loads(stdout)["editing"] == 1, err
+    html = report.read_text()
+    assert "Text-guided editing" in html and html.count("data:image/png") == 1
     rank = ["edit", "--model", clip_dir, "--image", image, "--target", "a blue star"]
     code, stdout, err = run(
         [*rank, "--candidate", str(out / "edited.png"), "--candidate", image], capsys, monkeypatch

@@ -78,6 +78,13 @@ def check_mask(mask: np.ndarray | None, image: Image.Image) -> None:
         raise FinevlError("the mask is empty: nothing may change")
 
 
+def embed_pixels(clip: Clip, pixels: torch.Tensor) -> torch.Tensor:
+    """Unit embeddings of (N, 3, H, W) [0, 1] pixels, resized to the CLIP's input."""
+    side = clip.image_size
+    x = F.interpolate(pixels, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return clip.encode_image(clip.normalize_pixels(x * 255))
+
+
 class EditObjective:
     """The score an edit minimises, for one original image and text(s): the same function
     optimises edits (`edit_image`) and ranks candidates made elsewhere (`rank_candidates`)."""
@@ -94,10 +101,7 @@ class EditObjective:
         self.text = F.normalize(texts[0] - texts[1], dim=-1) if self.directional else texts[0]
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Unit embeddings of (N, 3, H, W) [0, 1] pixels, resized to the CLIP's input."""
-        side = self.clip.image_size
-        x = F.interpolate(pixels, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-        return self.clip.encode_image(self.clip.normalize_pixels(x * 255))
+        return embed_pixels(self.clip, pixels)
 
     def text_loss(self, edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         """1 - cosine along the text direction (or to the target), mean over the views."""

@@ -2,7 +2,8 @@
 run's curve, zero-shot tables with confusion matrices, retrieval tables and examples, and
 captioning: each model's metrics, captions side by side and the runs' reward curves; and
 STIC: each vision-language model's VQA accuracy per family and descriptions side by side;
-Osprey: each region model's metrics and its answers about each numbered mask."""
+Osprey: each region model's metrics and its answers about each numbered mask; editing: the
+benchmark's table and before/after figures."""
 
 from __future__ import annotations
 
@@ -160,13 +161,59 @@ def _regions(results: list[tuple[Path, dict]], world: Path | None, n: int = 3) -
     return {"columns": list(REGION_HEADLINE), "rows": rows, "examples": examples}
 
 
+EDIT_COLUMNS = {  # column -> the benchmark's score (apps/edit_eval.py)
+    "judge: target": "judge",
+    "second CLIP: target": "judge_clip",
+    "optimised CLIP: target": "clip",
+    "adversarial": "adversarial",
+    "others kept": "others_kept",
+    "change inside": "change_inside",
+    "change outside": "change_outside",
+}
+
+
+def _figure(path: Path) -> str | None:
+    return image_data_uri(load_image(path)) if path.is_file() else None
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _editing(results: list[tuple[Path, dict]]) -> dict[str, Any]:
+    """Editing: the benchmark's table (condition x kind of edit, mean over seeds) and
+    before/after figures, of the benchmark's examples and of single `finevl edit` runs."""
+    rows, examples = [], []
+    for path, res in results:
+        if res["task"] == "edit":
+            verdict = f"CLIP text loss {res['text_before']:.3f} -> {res['text_after']:.3f}"
+            text = f"{res.get('source') or ''} -> {res['target']}"
+            examples.append(
+                {"img": _figure(path.parent / "before_after.png"), "text": text, "verdict": verdict}
+            )
+            continue
+        for condition, kinds in res["conditions"].items():
+            for kind, cell in kinds.items():
+                rows.append(
+                    {"name": f"{condition} · {kind}", **{c: cell[m]["mean"] for c, m in EDIT_COLUMNS.items()}}
+                )
+        for ex in res["examples"]:
+            verdict = (
+                f"judge: {_yes(ex['judge'])} · second CLIP: {_yes(ex['judge_clip'])}"
+                f" · optimised CLIP: {_yes(ex['clip'])}"
+            )
+            text = f"{ex['condition']}: {ex['source']} -> {ex['target']}"
+            examples.append({"img": _figure(path.parent / ex["figure"]), "text": text, "verdict": verdict})
+    return {"label": "edits · kind", "columns": list(EDIT_COLUMNS), "rows": rows, "examples": examples}
+
+
 def _model_name(predictions: Path) -> str:
     """A row label: the predictions file's name, or its folder's for a generic `preds.json`."""
     return predictions.parent.name.removeprefix("eval_") if predictions.stem == "preds" else predictions.stem
 
 
 def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
-    zeroshot, retrieval, captioning, vqa, regions = [], [], [], [], []
+    zeroshot, retrieval, captioning, vqa, regions, editing = [], [], [], [], [], []
     for path in paths:
         res = read_json(path)
         task = res.get("task") if isinstance(res, dict) else None
@@ -189,11 +236,13 @@ def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
             vqa.append(res)
         elif task == "region":
             regions.append((path, res))
+        elif task in ("edit", "editing"):
+            editing.append((path, res))
         else:
             raise FinevlError(
-                f"{path}: not a zero-shot, retrieval, finecap, vqa or region result (task {task!r})"
+                f"{path}: not a zero-shot, retrieval, finecap, vqa, region or editing result (task {task!r})"
             )
-    return zeroshot, retrieval, captioning, vqa, regions
+    return zeroshot, retrieval, captioning, vqa, regions, editing
 
 
 def write_report(
@@ -205,7 +254,7 @@ def write_report(
     caption_runs: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Write the report to `out` (self-contained HTML); returns what it holds."""
-    zeroshot, retrieval, captioning, vqa, regions = _results(results, world)
+    zeroshot, retrieval, captioning, vqa, regions, editing = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
         run=_run_section(run) if run else None,
@@ -215,6 +264,7 @@ def write_report(
         caption_curves=[c for r in caption_runs or [] for c in _caption_curves(r)],
         vqa=_vqa(vqa, world) if vqa else None,
         regions=_regions(regions, world) if regions else None,
+        editing=_editing(editing) if editing else None,
         gallery=gallery,
         world=str(world) if world else None,
     )
@@ -226,5 +276,6 @@ def write_report(
         "captioning": len(captioning),
         "vqa": len(vqa),
         "regions": len(regions),
+        "editing": len(editing),
         "run": str(run) if run else None,
     }

@@ -1,5 +1,5 @@
 """Train the attribute judge of the editing benchmark on a world's masks and labels: every
-object of a split as (masked crop, scene view) -> (colour, pattern, background)."""
+object of a split as its views -> (colour, pattern, size, background)."""
 
 from __future__ import annotations
 
@@ -13,48 +13,48 @@ import torch.nn.functional as F
 from finevl.data.coco import CocoInstances
 from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import load_image
-from finevl.models.attribute_judge import HEADS, AttributeJudge, object_crop, scene_view
+from finevl.models.attribute_judge import HEADS, VIEWS, AttributeJudge, judge_views
 from finevl.world import vocab
 
-
-def judge_examples(
-    world: str | Path, split: str
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """(object crops, scene views, label indices per head) of every object of a split."""
-    world = Path(world)
-    instances = CocoInstances(world / "instances.json")
-    backgrounds = {r.image_id: r.scene["background"] for r in read_finecap(world / "finecap.json") if r.scene}
-    labels = judge_labels()
-    crops, scenes, targets = [], [], {name: [] for name in HEADS}
-    for image_id in in_split(world, split, sorted(instances.images)):
-        img = instances.images[image_id]
-        pixels = (
-            torch.from_numpy(np.array(load_image(world / "images" / img.file_name))).permute(2, 0, 1) / 255
-        )
-        view = scene_view(pixels.float())
-        for ann in instances.annotations[image_id]:
-            crops.append(object_crop(pixels.float(), torch.from_numpy(instances.mask(ann))))
-            scenes.append(view)
-            values = {**ann.attributes, "background": backgrounds[image_id]}
-            for name in HEADS:
-                targets[name].append(labels[name].index(values[name]))
-    return torch.stack(crops), torch.stack(scenes), {k: torch.tensor(v) for k, v in targets.items()}
+Views = dict[str, torch.Tensor]
 
 
 def judge_labels() -> dict[str, list[str]]:
     return {
         "color": list(vocab.COLORS),
         "pattern": list(vocab.PATTERNS),
+        "size": list(vocab.SIZES),
         "background": list(vocab.BACKGROUNDS),
     }
 
 
-def judge_accuracy(
-    judge: AttributeJudge, crops: torch.Tensor, scenes: torch.Tensor, targets: dict
-) -> dict[str, float]:
+def judge_examples(world: str | Path, split: str) -> tuple[Views, dict[str, torch.Tensor]]:
+    """(views, label indices per head) of every object of a split."""
+    world = Path(world)
+    instances = CocoInstances(world / "instances.json")
+    backgrounds = {r.image_id: r.scene["background"] for r in read_finecap(world / "finecap.json") if r.scene}
+    labels = judge_labels()
+    views: dict[str, list[torch.Tensor]] = {view: [] for view in VIEWS}
+    targets: dict[str, list[int]] = {name: [] for name in HEADS}
+    for image_id in in_split(world, split, sorted(instances.images)):
+        img = instances.images[image_id]
+        pixels = (
+            torch.from_numpy(np.array(load_image(world / "images" / img.file_name))).permute(2, 0, 1) / 255
+        )
+        for ann in instances.annotations[image_id]:
+            for view, x in judge_views(pixels, torch.from_numpy(instances.mask(ann))).items():
+                views[view].append(x)
+            values = {**ann.attributes, "background": backgrounds[image_id]}
+            for name in HEADS:
+                targets[name].append(labels[name].index(values[name]))
+    return {k: torch.stack(v) for k, v in views.items()}, {k: torch.tensor(v) for k, v in targets.items()}
+
+
+def judge_accuracy(judge: AttributeJudge, views: Views, targets: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Accuracy per head."""
     judge.eval()
     with torch.no_grad():
-        logits = judge(crops, scenes)
+        logits = judge(views)
     return {name: float((logits[name].argmax(1) == targets[name]).float().mean()) for name in HEADS}
 
 
@@ -63,16 +63,17 @@ def train_attribute_judge(
 ) -> tuple[AttributeJudge, dict[str, Any]]:
     """A judge trained on the train split; its accuracy per head on the val split."""
     torch.manual_seed(seed)
-    crops, scenes, targets = judge_examples(world, "train")
+    views, targets = judge_examples(world, "train")
     judge = AttributeJudge(judge_labels()).train()
     opt = torch.optim.AdamW(judge.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    n = len(targets["color"])
     for _ in range(steps):
-        idx = torch.randint(0, len(crops), (batch_size,), generator=gen)
-        logits = judge(crops[idx], scenes[idx])
+        idx = torch.randint(0, n, (batch_size,), generator=gen)
+        logits = judge({k: v[idx] for k, v in views.items()})
         loss = sum(F.cross_entropy(logits[name], targets[name][idx]) for name in HEADS)
         opt.zero_grad()
         loss.backward()
         opt.step()
     val = judge_examples(world, "val")
-    return judge.eval(), {"steps": steps, "objects": len(crops), "val_accuracy": judge_accuracy(judge, *val)}
+    return judge.eval(), {"steps": steps, "objects": n, "val_accuracy": judge_accuracy(judge, *val)}

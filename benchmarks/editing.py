@@ -1,0 +1,171 @@
+"""Seed 002's text-guided editing measured on FineShapes: edits of colour, pattern, size and
+background on held-out scenes, optimised with one CLIP and judged by models it never saw
+(a second CLIP trained with another seed, and the attribute judge trained on the world's
+masks and labels), with and without augmentations and with and without the region mask;
+mean +- std over seeds (each seed draws other scenes, target values and views).
+
+    .venv/bin/python benchmarks/editing.py --world runs/bench/fs64 \
+        --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model \
+        --judge-clip runs/bench/clip-finevl-tiny-vit-seed1/checkpoint/model \
+        --work runs/bench/editing --out benchmarks/results/editing.json
+
+Each (seed, condition) writes its records to the work folder, so an interrupted run
+resumes; the examples' before/after figures go beside the output JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from finevl.apps.edit_eval import CHANGES, KINDS, RATES, edit_cases, judge_edit, summarise
+from finevl.apps.editing import EditSettings, before_after, edit_image, image_tensor
+from finevl.data.images import load_image
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.models.attribute_judge import load_attribute_judge
+from finevl.models.clip import load_clip
+from finevl.train.judge import train_attribute_judge
+from finevl.world.counterfactual import counterfactual_image
+
+ORACLE = "oracle: the world re-rendered with the new value"
+CONDITIONS = {  # name -> (random views per step, edit confined to the region)
+    ORACLE: (0, True),
+    "augmented, masked": (8, True),
+    "no augmentation, masked": (0, True),
+    "augmented, no mask": (8, False),
+}
+
+
+def ensure_judge(world: str, folder: Path) -> dict[str, Any]:
+    """The attribute judge of the world, trained once into `folder`."""
+    if not (folder / "summary.json").is_file():
+        judge, summary = train_attribute_judge(world)
+        judge.save(folder / "model")
+        write_json_atomic(folder / "summary.json", summary)
+    return read_json(folder / "summary.json")
+
+
+def run_condition(cases, condition, settings, models, figures: Path | None) -> list[dict]:
+    clip, judge_clip, judge = models
+    views, masked = CONDITIONS[condition]
+    records = []
+    for k, case in enumerate(cases):
+        image = load_image(case.path)
+        if condition == ORACLE:
+            world = case.path.parent.parent
+            edited = Image.fromarray(
+                counterfactual_image(world, case.image_id, case.obj, case.kind, case.after)
+            )
+        else:
+            region = case.region if masked else None
+            edited, _ = edit_image(
+                clip, image, case.target, case.source, region, replace(settings, views=views)
+            )
+        records.append(judge_edit(case, image_tensor(edited), clip, judge_clip, judge))
+        if figures and (k == 0 or case.kind != cases[k - 1].kind):
+            figures.mkdir(parents=True, exist_ok=True)
+            before_after(image, edited).save(figures / f"{case.kind}.png")
+            records[-1]["figure"] = str(figures / f"{case.kind}.png")
+    return records
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.split(":")[0]).strip("-")
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "per_seed": values,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--world", required=True)
+    parser.add_argument("--clip", required=True, help="The CLIP the edits are optimised with.")
+    parser.add_argument("--judge-clip", required=True, help="An independent CLIP (another seed).")
+    parser.add_argument("--work", default="runs/bench/editing")
+    parser.add_argument("--out", default="benchmarks/results/editing.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--per-kind", type=int, default=8, help="Edits of each kind per seed.")
+    parser.add_argument("--split", default="test", help="Scenes edited (val to choose settings).")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=EditSettings.lr)
+    parser.add_argument("--scale", type=int, default=EditSettings.scale)
+    parser.add_argument("--keep-inside", type=float, default=EditSettings.keep_inside)
+    args = parser.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    started = time.time()
+    judge_summary = ensure_judge(args.world, work / "judge")
+    models = (
+        load_clip(args.clip),
+        load_clip(args.judge_clip),
+        load_attribute_judge(work / "judge" / "model"),
+    )
+    settings = EditSettings(steps=args.steps, lr=args.lr, scale=args.scale, keep_inside=args.keep_inside)
+    # finished conditions are read back only when run with the same settings
+    cases_tag = f"{args.split}-n{args.per_kind}"
+    tag = f"{cases_tag}-steps{args.steps}-lr{args.lr}-scale{args.scale}-keep{args.keep_inside}"
+    per_seed: dict[str, list[dict]] = {name: [] for name in CONDITIONS}
+    examples = []
+    for seed in args.seeds:
+        cases = edit_cases(args.world, args.split, args.per_kind, seed)
+        for name in CONDITIONS:
+            path = (
+                work
+                / (f"{cases_tag}-oracle" if name == ORACLE else tag)
+                / f"seed{seed}"
+                / f"{_slug(name)}.json"
+            )
+            if not path.is_file():
+                figures = out.with_suffix("") / _slug(name) if seed == args.seeds[0] else None
+                records = run_condition(cases, name, replace(settings, seed=seed), models, figures)
+                write_json_atomic(path, records)
+            records = read_json(path)
+            per_seed[name].append(summarise(records))
+            examples += [
+                {**r, "condition": name, "figure": str(Path(r["figure"]).relative_to(out.parent))}
+                for r in records
+                if "figure" in r
+            ]
+            print(name, seed, per_seed[name][-1]["all"], flush=True)
+    table = {
+        name: {
+            kind: {m: mean_std([s[kind][m] for s in seeds]) for m in (*RATES, *CHANGES)}
+            for kind in (*KINDS, "all")
+        }
+        for name, seeds in per_seed.items()
+    }
+    write_json_atomic(
+        out,
+        {
+            "task": "editing",
+            "benchmark": "editing",
+            "world": args.world,
+            "clip": args.clip,
+            "judge_clip": args.judge_clip,
+            "attribute_judge": judge_summary,
+            "split": args.split,
+            "seeds": args.seeds,
+            "edits_per_kind_per_seed": args.per_kind,
+            "settings": {**vars(settings), "views": {n: v for n, (v, _) in CONDITIONS.items()}},
+            "conditions": table,
+            "examples": examples,
+            "seconds": round(time.time() - started, 1),
+        },
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

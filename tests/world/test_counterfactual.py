@@ -1,0 +1,54 @@
+"""Counterfactual scenes: the world's image is re-drawn exactly, and one changed attribute
+changes only that object's pixels (or only the background's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finevl.data.coco import CocoInstances
+from finevl.data.images import load_image
+from finevl.errors import FinevlError
+from finevl.world import vocab
+from finevl.world.counterfactual import counterfactual_image, with_attribute, world_scene
+from finevl.world.render import render_scene
+
+
+def _first(world):
+    instances = CocoInstances(world / "instances.json")
+    image_id = min(instances.images)
+    return image_id, instances, np.array(load_image(world / "images" / instances.images[image_id].file_name))
+
+
+def test_the_unchanged_scene_is_the_stored_image(world):
+    image_id, _, stored = _first(world)
+    assert (render_scene(world_scene(world, image_id)) == stored).all()
+
+
+@pytest.mark.parametrize("kind", ["color", "pattern", "background"])
+def test_a_changed_attribute_changes_only_its_own_pixels(world, kind):
+    image_id, instances, stored = _first(world)
+    masks = [instances.mask(a) for a in instances.annotations[image_id]]
+    scene = world_scene(world, image_id)
+    old = scene.background if kind == "background" else getattr(scene.objects[0], kind)
+    new = next(
+        v
+        for v in {"color": vocab.COLORS, "pattern": vocab.PATTERNS, "background": vocab.BACKGROUNDS}[kind]
+        if v != old
+    )
+    changed = (counterfactual_image(world, image_id, 0, kind, new) != stored).any(-1)
+    allowed = ~np.any(masks, axis=0)  # the background, its text included
+    if kind != "background":  # the object's visible pixels and, for a pattern, its new outline
+        allowed = masks[0] | with_attribute(scene, 0, kind, new).painted[0]
+    assert changed.any() and not (changed & ~allowed).any()
+
+
+def test_a_new_size_scales_the_radius_and_an_unknown_kind_is_refused(world):
+    scene = world_scene(world, 0)
+    obj = scene.objects[0]
+    other = next(s for s in vocab.SIZES if s != obj.size)
+    grown = with_attribute(scene, 0, "size", other).objects[0]
+    assert grown.radius / obj.radius == pytest.approx(vocab.SIZE_RADIUS[other] / vocab.SIZE_RADIUS[obj.size])
+    assert (grown.cx, grown.cy, grown.size) == (obj.cx, obj.cy, other)
+    with pytest.raises(FinevlError, match="cannot change 'shape'"):
+        with_attribute(scene, 0, "shape", "star")
