@@ -99,7 +99,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--per-kind", type=int, default=8, help="Edits of each kind per seed.")
     parser.add_argument("--split", default="test", help="Scenes edited (val to choose settings).")
+    parser.add_argument(
+        "--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS), metavar="NAME"
+    )
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--param", default=EditSettings.param, help="residual or color")
     parser.add_argument("--lr", type=float, default=EditSettings.lr)
     parser.add_argument("--scale", type=int, default=EditSettings.scale)
     parser.add_argument("--keep-inside", type=float, default=EditSettings.keep_inside)
@@ -112,15 +116,17 @@ def main() -> None:
         load_clip(args.judge_clip),
         load_attribute_judge(work / "judge" / "model"),
     )
-    settings = EditSettings(steps=args.steps, lr=args.lr, scale=args.scale, keep_inside=args.keep_inside)
+    settings = EditSettings(
+        steps=args.steps, param=args.param, lr=args.lr, scale=args.scale, keep_inside=args.keep_inside
+    )
     # finished conditions are read back only when run with the same settings
     cases_tag = f"{args.split}-n{args.per_kind}"
-    tag = f"{cases_tag}-steps{args.steps}-lr{args.lr}-scale{args.scale}-keep{args.keep_inside}"
-    per_seed: dict[str, list[dict]] = {name: [] for name in CONDITIONS}
+    tag = f"{cases_tag}-{args.param}-steps{args.steps}-lr{args.lr}-scale{args.scale}-keep{args.keep_inside}"
+    per_seed: dict[str, list[dict]] = {name: [] for name in args.conditions}
     examples = []
     for seed in args.seeds:
         cases = edit_cases(args.world, args.split, args.per_kind, seed)
-        for name in CONDITIONS:
+        for name in args.conditions:
             path = (
                 work
                 / (f"{cases_tag}-oracle" if name == ORACLE else tag)

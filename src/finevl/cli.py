@@ -572,7 +572,12 @@ def edit(
         Path | None, typer.Option("--out", help="Folder: edited.png, before_after.png, JSON.")
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 100,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the residual.")] = 0.05,
+    param: Annotated[
+        str,
+        typer.Option("--param", help="residual (free pixels, 1/scale resolution) or color (a colour map)."),
+    ] = "residual",
+    scale: Annotated[int, typer.Option("--scale", help="The residual is 1/scale of the image side.")] = 4,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the edit's parameters.")] = 0.05,
     views: Annotated[int, typer.Option("--views", help="Random views per step (0: none).")] = 8,
     keep_outside: Annotated[float, typer.Option("--keep-outside", help="Preservation weight.")] = 10.0,
     save_every: Annotated[int, typer.Option("--save-every", help="Save the image every N steps.")] = 0,
@@ -585,7 +590,9 @@ def edit(
     from finevl.data.regions import read_mask_png
     from finevl.models.clip import load_clip
 
-    settings = EditSettings(steps=steps, lr=lr, views=views, keep_outside=keep_outside, seed=seed)
+    settings = EditSettings(
+        steps=steps, param=param, scale=scale, lr=lr, views=views, keep_outside=keep_outside, seed=seed
+    )
     picture = load_image(image)
     area = read_mask_png(mask) if mask else None
     clip = load_clip(model)

@@ -39,6 +39,20 @@ def test_an_edit_lowers_the_directional_loss_and_changes_the_mask_most(world, cl
     assert [r["index"] for r in ranked] == [1, 0] and ranked[1]["text"] == pytest.approx(1.0)
 
 
+def test_a_colour_map_edit_only_recolours(world, clip_dir):
+    clip = load_clip(clip_dir)
+    image = Image.open(world / "images" / "00000000.png").convert("RGB")
+    mask = _mask(world)
+    settings = EditSettings(steps=20, param="color", lr=0.2)
+    edited, summary = edit_image(clip, image, "a blue star", "a red star", mask, settings)
+    assert summary["text_after"] < 1.0 and summary["change_inside"] > 0.01
+    before, after = np.array(image)[mask].astype(int), np.array(edited)[mask].astype(int)
+    # one colour in, one colour out: pixels alike before are alike after (up to rounding)
+    for colour in np.unique(before, axis=0)[:5]:
+        same = (before == colour).all(1)
+        assert np.ptp(after[same], axis=0).max() <= 1
+
+
 def test_the_command_writes_the_edit_its_steps_and_a_ranking(world, clip_dir, tmp_path, capsys, monkeypatch):
     image = str(world / "images" / "00000001.png")
     out = tmp_path / "edit"
@@ -88,6 +102,10 @@ def test_bad_input_is_one_clear_line(world, clip_dir, tmp_path, capsys, monkeypa
         ),
         (["--image", str(broken), "--target", "a star"], "broken.png"),
         (["--image", image, "--target", "a star", "--steps", "0"], "--steps must be at least 1"),
+        (
+            ["--image", image, "--target", "a star", "--param", "warp"],
+            "--param must be one of residual, color",
+        ),
     ]
     for args, message in cases:
         code, _, err = run([*base, *args], capsys, monkeypatch)

@@ -12,7 +12,8 @@ background everything but the objects). `judge_edit` scores the result:
 - `judge`: the attribute judge (`models/attribute_judge.py`) reads the target value,
   `changed`: it no longer reads the input's value, `others_kept`: every other attribute it
   reads is as on the input;
-- `adversarial`: the optimised CLIP says target while the attribute judge does not;
+- `adversarial`: the optimised CLIP says target while the attribute judge does not
+  (`adversarial_clip`: while the second CLIP does not);
 - `change_inside` / `change_outside`: mean absolute pixel change in / outside the region.
 """
 
@@ -141,17 +142,19 @@ def judge_edit(
     region = torch.from_numpy(case.region)
     says_target = read_after[case.kind] == case.after
     clip_after = prefers_target(clip, edited, case)
+    second_after = prefers_target(judge_clip, edited, case)
     return {
         **case.describe(),
         "clip_before": prefers_target(clip, original, case),
         "clip": clip_after,
         "judge_clip_before": prefers_target(judge_clip, original, case),
-        "judge_clip": prefers_target(judge_clip, edited, case),
+        "judge_clip": second_after,
         "judge_read_input": read_before[case.kind] == case.before,
         "judge": says_target,
         "changed": read_after[case.kind] != read_before[case.kind],
         "others_kept": all(read_after[k] == read_before[k] for k in read_after if k != case.kind),
         "adversarial": clip_after and not says_target,
+        "adversarial_clip": clip_after and not second_after,
         "change_inside": float(change[region].mean()),
         "change_outside": float(change[~region].mean()) if (~region).any() else 0.0,
     }

@@ -1,9 +1,15 @@
 """Text-guided image editing with CLIP (seed 002): move an image's embedding along a text
 direction while keeping the rest of the image.
 
-The edit is a residual at reduced resolution (`scale`: a smooth change, several pixels
-wide, that CLIP's patches can see), upsampled bilinearly and added to the image's pixels in
-logit space (so edited pixels stay in (0, 1) without a clamp that would stop gradients).
+The edit is added to the image's pixels in logit space (so edited pixels stay in (0, 1)
+without a clamp that would stop gradients). Two parametrisations (`param`):
+
+- `residual`: a free change at reduced resolution (`scale`: a smooth change, several pixels
+  wide, that CLIP's patches can see), upsampled bilinearly; it can draw anything, patterns
+  and shapes included, and so also adversarial textures;
+- `color`: one affine colour map (3x3 + 3, in logit space) of the pixels the mask allows,
+  12 numbers: it can only recolour (an object, a background), never draw a texture.
+
 Each step scores a batch of random views of the edited and the original image (random crops
 and shifts, pixel noise), so the optimisation cannot win with a pattern that only one exact
 view of the image responds to (an adversarial perturbation). The objective:
@@ -38,7 +44,10 @@ class EditSettings:
     """How an edit is optimised (defaults: a few seconds on CPU for a tiny CLIP)."""
 
     steps: int = field(default=100, metadata={"help": "Optimisation steps."})
-    lr: float = field(default=0.05, metadata={"help": "Adam learning rate of the residual."})
+    lr: float = field(default=0.05, metadata={"help": "Adam learning rate of the edit's parameters."})
+    param: str = field(
+        default="residual", metadata={"help": "residual (free pixels) or color (a colour map)."}
+    )
     scale: int = field(default=4, metadata={"help": "The residual is 1/scale of the image side."})
     views: int = field(default=8, metadata={"help": "Random views per step (0: the plain image only)."})
     noise: float = field(default=0.02, metadata={"help": "Pixel noise of each view (std, 0-1 scale)."})
@@ -51,6 +60,34 @@ class EditSettings:
             raise FinevlError(f"--steps must be at least 1, not {self.steps}")
         if self.lr <= 0 or self.scale < 1 or self.views < 0 or self.noise < 0:
             raise FinevlError("--lr must be positive, --scale >= 1, --views and --noise >= 0")
+        if self.param not in PARAMS:
+            raise FinevlError(f"--param must be one of {', '.join(PARAMS)}, not {self.param!r}")
+
+
+class Residual(torch.nn.Module):
+    """A free change of every pixel, at 1/scale of the image side."""
+
+    def __init__(self, h: int, w: int, scale: int):
+        super().__init__()
+        self.delta = torch.nn.Parameter(torch.zeros(1, 3, max(1, h // scale), max(1, w // scale)))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.delta, size=logits.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class ColorMap(torch.nn.Module):
+    """One affine map of the pixels' colours (in logit space): recolours, cannot draw."""
+
+    def __init__(self, h: int, w: int, scale: int):
+        super().__init__()
+        self.matrix = torch.nn.Parameter(torch.zeros(3, 3))
+        self.bias = torch.nn.Parameter(torch.zeros(3))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,bjhw->bihw", self.matrix, logits) + self.bias.view(1, 3, 1, 1)
+
+
+PARAMS = {"residual": Residual, "color": ColorMap}
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
@@ -152,8 +189,8 @@ def edit_image(
     weight = torch.full((1, 1, h, w), settings.keep_outside)
     if mask is not None:
         weight[0, 0][torch.from_numpy(mask)] = settings.keep_inside
-    residual = torch.zeros(1, 3, max(1, h // settings.scale), max(1, w // settings.scale), requires_grad=True)
-    opt = torch.optim.Adam([residual], lr=settings.lr)
+    change = PARAMS[settings.param](h, w, settings.scale)
+    opt = torch.optim.Adam(change.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
 
     base = torch.logit(x0.clamp(1e-3, 1 - 1e-3))
@@ -164,8 +201,7 @@ def edit_image(
     def edited() -> torch.Tensor:
         # in logit space: pixels stay in (0, 1) with a gradient everywhere (a clamp would
         # stop the preservation term from pulling back a saturated pixel)
-        up = F.interpolate(residual, size=(h, w), mode="bilinear", align_corners=False)
-        return torch.sigmoid(base + up * gate)
+        return torch.sigmoid(base + change(base) * gate)
 
     first: dict[str, float] = {}
     for step in range(settings.steps):

@@ -166,6 +166,7 @@ EDIT_COLUMNS = {  # column -> the benchmark's score (apps/edit_eval.py)
     "second CLIP: target": "judge_clip",
     "optimised CLIP: target": "clip",
     "adversarial": "adversarial",
+    "adversarial (2nd CLIP)": "adversarial_clip",
     "others kept": "others_kept",
     "change inside": "change_inside",
     "change outside": "change_outside",
