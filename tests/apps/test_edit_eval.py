@@ -41,7 +41,9 @@ def test_cases_change_one_attribute_of_the_phrase_and_know_their_region(world):
             continue
         differ = [(a, b) for a, b in zip(case.source.split(), case.target.split(), strict=True) if a != b]
         assert differ == [(case.before, case.after)]
-        assert (case.region >= case.object_mask).all()
+        inside = (case.region <= case.object_mask).all()  # colour: painted pixels of the silhouette
+        covers = (case.region >= case.object_mask).all()  # pattern: the silhouette; size: room to grow
+        assert {"color": inside, "pattern": inside and covers, "size": covers}[case.kind]
         assert (case.region.sum() > case.object_mask.sum()) == (case.kind == "size")
     assert edit_cases(world, "test", 2, seed=0)[0].describe() == cases[0].describe()
 

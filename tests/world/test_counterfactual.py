@@ -10,7 +10,13 @@ from finevl.data.coco import CocoInstances
 from finevl.data.images import load_image
 from finevl.errors import FinevlError
 from finevl.world import vocab
-from finevl.world.counterfactual import counterfactual_image, with_attribute, world_scene
+from finevl.world.counterfactual import (
+    counterfactual_image,
+    new_values,
+    silhouette,
+    with_attribute,
+    world_scene,
+)
 from finevl.world.render import render_scene
 
 
@@ -52,3 +58,13 @@ def test_a_new_size_scales_the_radius_and_an_unknown_kind_is_refused(world):
     assert (grown.cx, grown.cy, grown.size) == (obj.cx, obj.cy, other)
     with pytest.raises(FinevlError, match="cannot change 'shape'"):
         with_attribute(scene, 0, "shape", "star")
+
+
+def test_new_values_and_silhouettes(world):
+    for image_id in range(20):
+        scene = world_scene(world, image_id)
+        for k, obj in enumerate(scene.objects):
+            assert obj.pattern not in new_values(scene, k, "pattern")
+            shape = silhouette(scene, k)
+            assert (shape >= scene.visible[k]).all()  # an outlined shape's hole is inside it
+            assert (shape.sum() > scene.visible[k].sum()) == (obj.pattern == "outlined")

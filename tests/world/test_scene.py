@@ -77,14 +77,16 @@ def test_references_are_unique_within_a_scene(scenes):
 
 
 def test_every_stated_pattern_is_visible_even_at_48_px():
-    from finevl.world.scene import _legible
+    from finevl.world.scene import pattern_shows
     from finevl.world.shapes import shape_mask
 
     for size in (48, 64):
         for seed in range(300):
             s = sample_scene(random.Random(seed), size)
             for o, painted in zip(s.objects, s.painted, strict=True):
-                assert _legible(o.pattern, shape_mask(o.shape, o.cx, o.cy, o.radius, size), painted, size)
+                assert pattern_shows(
+                    o.pattern, shape_mask(o.shape, o.cx, o.cy, o.radius, size), painted, size
+                )
 
 
 def test_scene_record_rebuilds_every_relation():

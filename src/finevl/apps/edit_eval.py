@@ -4,8 +4,9 @@ the optimisation never saw.
 An `EditCase` asks to change one attribute (an object's colour, pattern or size, or the
 background) to another value, with the world's canonical phrases as source and target
 ("a small red solid star on snow" -> "a small blue solid star on snow") and the region the
-edit may touch (the object's mask; for size a disc the largest size fits in; for the
-background everything but the objects). `judge_edit` scores the result:
+edit may touch (for colour the object's painted pixels, for pattern its silhouette, for
+size a disc the largest size fits in, for the background everything but the objects).
+`judge_edit` scores the result:
 
 - `clip` / `judge_clip`: the optimised CLIP / an independent CLIP prefers the target text
   over the source text on the edited image (`*_before`: on the input);
@@ -29,20 +30,15 @@ import torch
 
 from finevl.apps.editing import embed_pixels, image_tensor
 from finevl.data.coco import CocoInstances
-from finevl.data.formats import in_split, read_finecap
+from finevl.data.formats import in_split
 from finevl.data.images import load_image
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import Clip
 from finevl.world import vocab
+from finevl.world.counterfactual import EDITABLE, new_values, silhouette, world_scene
 from finevl.world.language import with_article
 
-KINDS = ("color", "pattern", "size", "background")
-VALUES = {
-    "color": vocab.COLORS,
-    "pattern": vocab.PATTERNS,
-    "size": vocab.SIZES,
-    "background": vocab.BACKGROUNDS,
-}
+KINDS = tuple(EDITABLE)
 GROWTH = 1.15  # the size region: this x the largest radius around the object's box centre
 
 
@@ -58,7 +54,7 @@ class EditCase:
     after: str  # the value the edit asks for
     source: str
     target: str
-    object_mask: np.ndarray  # the edited object (for a background edit: the first object)
+    object_mask: np.ndarray  # the edited object's silhouette (background edits: the first object's)
     region: np.ndarray  # where the edit may act
 
     def describe(self) -> dict[str, Any]:
@@ -80,47 +76,57 @@ def _disc(mask: np.ndarray, radius: float) -> np.ndarray:
     return mask | ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2)
 
 
+def _case(
+    world: Path, instances: CocoInstances, image_id: int, kind: str, rng: random.Random
+) -> EditCase | None:
+    """One edit of a random object of the image (the background's: the first object), to a
+    random value the world can draw there; None when there is none."""
+    scene = world_scene(world, image_id)
+    anns, img = instances.annotations[image_id], instances.images[image_id]
+    k = 0 if kind == "background" else rng.randrange(len(anns))
+    values = new_values(scene, k, kind)
+    if not values:
+        return None
+    after, obj = rng.choice(values), scene.objects[k]
+    attrs = {a: getattr(obj, a) for a in ("shape", "color", "size", "pattern")} | {
+        "background": scene.background
+    }
+    mask = silhouette(scene, k)
+    regions = {
+        "color": instances.mask(anns[k]),  # the painted pixels (an outlined shape's ring)
+        "pattern": mask,
+        "size": _disc(mask, GROWTH * vocab.SIZE_RADIUS["large"] * img.width),
+        "background": ~np.any([instances.mask(a) for a in anns], axis=0),
+    }
+    return EditCase(
+        image_id=image_id,
+        path=world / "images" / img.file_name,
+        kind=kind,
+        obj=k,
+        before=attrs[kind],
+        after=after,
+        source=phrase(attrs),
+        target=phrase({**attrs, kind: after}),
+        object_mask=mask,
+        region=regions[kind],
+    )
+
+
 def edit_cases(world: str | Path, split: str, per_kind: int, seed: int) -> list[EditCase]:
-    """`per_kind` edits of each kind on random scenes of a split: a random object (the
-    first for background edits) and a random other value."""
+    """`per_kind` edits of each kind on random scenes of a split (`_case`)."""
     world = Path(world)
     instances = CocoInstances(world / "instances.json")
-    scenes = {r.image_id: r.scene for r in read_finecap(world / "finecap.json") if r.scene}
     ids = in_split(world, split, sorted(instances.images))
     rng = random.Random(seed)
     cases = []
     for kind in KINDS:
-        for image_id in rng.sample(ids, per_kind):
-            anns = instances.annotations[image_id]
-            k = 0 if kind == "background" else rng.randrange(len(anns))
-            ann, img = anns[k], instances.images[image_id]
-            attrs = {
-                **ann.attributes,
-                "shape": instances.categories[ann.category_id].name,
-                "background": scenes[image_id]["background"],
-            }
-            after = rng.choice([v for v in VALUES[kind] if v != attrs[kind]])
-            mask = instances.mask(ann)
-            if kind == "background":
-                region = ~np.any([instances.mask(a) for a in anns], axis=0)
-            elif kind == "size":
-                region = _disc(mask, GROWTH * vocab.SIZE_RADIUS["large"] * img.width)
-            else:
-                region = mask
-            cases.append(
-                EditCase(
-                    image_id=image_id,
-                    path=world / "images" / img.file_name,
-                    kind=kind,
-                    obj=k,
-                    before=attrs[kind],
-                    after=after,
-                    source=phrase(attrs),
-                    target=phrase({**attrs, kind: after}),
-                    object_mask=mask,
-                    region=region,
-                )
-            )
+        found = []
+        for image_id in rng.sample(ids, len(ids)):
+            if case := _case(world, instances, image_id, kind, rng):
+                found.append(case)
+            if len(found) == per_kind:
+                break
+        cases += found
     return cases
 
 
@@ -165,10 +171,12 @@ RATES = (
     "judge_clip",
     "clip",
     "adversarial",
+    "adversarial_clip",
     "changed",
     "others_kept",
     "clip_before",
     "judge_clip_before",
+    "judge_read_input",
 )
 CHANGES = ("change_inside", "change_outside")
 

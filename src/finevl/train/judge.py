@@ -1,5 +1,6 @@
 """Train the attribute judge of the editing benchmark on a world's masks and labels: every
-object of a split as its views -> (colour, pattern, size, background)."""
+object of a split as its views -> (colour, pattern, size, background). An object is shown
+by its silhouette (`world.counterfactual.silhouette`: an outlined shape's hole included)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import load_image
 from finevl.models.attribute_judge import HEADS, VIEWS, AttributeJudge, judge_views
 from finevl.world import vocab
+from finevl.world.counterfactual import silhouette, world_scene
 
 Views = dict[str, torch.Tensor]
 
@@ -41,8 +43,9 @@ def judge_examples(world: str | Path, split: str) -> tuple[Views, dict[str, torc
         pixels = (
             torch.from_numpy(np.array(load_image(world / "images" / img.file_name))).permute(2, 0, 1) / 255
         )
-        for ann in instances.annotations[image_id]:
-            for view, x in judge_views(pixels, torch.from_numpy(instances.mask(ann))).items():
+        scene = world_scene(world, image_id)
+        for k, ann in enumerate(instances.annotations[image_id]):
+            for view, x in judge_views(pixels, torch.from_numpy(silhouette(scene, k))).items():
                 views[view].append(x)
             values = {**ann.attributes, "background": backgrounds[image_id]}
             for name in HEADS:

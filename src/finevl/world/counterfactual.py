@@ -15,10 +15,15 @@ from finevl.world import vocab
 from finevl.world.annotate import scene_rng
 from finevl.world.config import WorldConfig
 from finevl.world.render import render_scene
-from finevl.world.scene import Scene, sample_scene
-from finevl.world.shapes import painted_mask
+from finevl.world.scene import Scene, pattern_shows, sample_scene
+from finevl.world.shapes import painted_mask, shape_mask
 
-EDITABLE = ("color", "pattern", "size", "background")
+EDITABLE = {
+    "color": vocab.COLORS,
+    "pattern": vocab.PATTERNS,
+    "size": vocab.SIZES,
+    "background": vocab.BACKGROUNDS,
+}
 
 
 def world_scene(world: str | Path, image_id: int) -> Scene:
@@ -43,6 +48,34 @@ def with_attribute(scene: Scene, k: int, kind: str, value: str) -> Scene:
     objects = list(scene.objects)
     objects[k] = new
     return replace(scene, objects=objects, painted=painted)
+
+
+def silhouette(scene: Scene, k: int) -> np.ndarray:
+    """Object k's filled shape less what objects in front of it cover: the region its
+    colour and pattern are read from (an outlined shape's hole included, so a judge sees
+    whether the hole is still there)."""
+    obj = scene.objects[k]
+    mask = shape_mask(obj.shape, obj.cx, obj.cy, obj.radius, scene.size)
+    for j in scene.depth[scene.depth.index(k) + 1 :]:
+        mask &= ~scene.painted[j]
+    return mask
+
+
+def _pattern_shows(scene: Scene, k: int) -> bool:
+    obj = scene.objects[k]
+    full = shape_mask(obj.shape, obj.cx, obj.cy, obj.radius, scene.size)
+    return pattern_shows(obj.pattern, full, scene.painted[k], scene.size)
+
+
+def new_values(scene: Scene, k: int, kind: str) -> list[str]:
+    """The other values `kind` can take so that the re-drawn scene shows it truly: a
+    pattern or size at which object k's pattern would not show (a small dotted shape at
+    64 px) is left out, as the world itself never draws one."""
+    current = scene.background if kind == "background" else getattr(scene.objects[k], kind)
+    values = [v for v in EDITABLE[kind] if v != current]
+    if kind in ("pattern", "size"):
+        values = [v for v in values if _pattern_shows(with_attribute(scene, k, kind, v), k)]
+    return values
 
 
 def counterfactual_image(world: str | Path, image_id: int, k: int, kind: str, value: str) -> np.ndarray:

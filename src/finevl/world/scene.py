@@ -153,7 +153,7 @@ def _visible(painted: list[np.ndarray], depth: list[int], size: int) -> list[np.
     return visible
 
 
-def _legible(pattern: str, full: np.ndarray, painted: np.ndarray, size: int) -> bool:
+def pattern_shows(pattern: str, full: np.ndarray, painted: np.ndarray, size: int) -> bool:
     """Whether a pattern shows at this object's pixel size: a real hole, real stripes/dots."""
     area = int(painted.sum())
     if pattern == "outlined":
@@ -179,7 +179,7 @@ def _paint(
         )
         for pattern in [*choices, "solid"]:
             mask = painted_mask(obj.shape, obj.cx, obj.cy, obj.radius, size, pattern == "outlined")
-            if _legible(pattern, full, mask, size):
+            if pattern_shows(pattern, full, mask, size):
                 break
         out.append(replace(obj, pattern=pattern))
         painted.append(mask)
