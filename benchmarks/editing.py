@@ -79,6 +79,29 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(":")[0]).strip("-")
 
 
+COLUMNS = {  # markdown column -> score
+    "judge: target": "judge",
+    "2nd CLIP: target": "judge_clip",
+    "CLIP: target": "clip",
+    "CLIP before": "clip_before",
+    "adversarial": "adversarial",
+    "adversarial (2nd CLIP)": "adversarial_clip",
+    "others kept": "others_kept",
+    "change inside": "change_inside",
+    "change outside": "change_outside",
+}
+
+
+def markdown(table: dict[str, dict]) -> str:
+    """The table as Markdown: a row per condition and kind, mean +- std over seeds."""
+    lines = ["| condition | edit | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for name, kinds in table.items():
+        for kind, cells in kinds.items():
+            values = " | ".join(f"{cells[m]['mean']:.2f} ± {cells[m]['std']:.2f}" for m in COLUMNS.values())
+            lines.append(f"| {name} | {kind} | {values} |")
+    return "\n".join(lines)
+
+
 def mean_std(values: list[float]) -> dict[str, Any]:
     return {
         "mean": statistics.mean(values),
@@ -166,8 +189,10 @@ def main() -> None:
             "edits_per_kind_per_seed": args.per_kind,
             "settings": {**vars(settings), "views": {n: v for n, (v, _) in CONDITIONS.items()}},
             "conditions": table,
+            "markdown": markdown(table),
             "examples": examples,
-            "seconds": round(time.time() - started, 1),
+            # only what this call computed: finished conditions are read back
+            "seconds_this_call": round(time.time() - started, 1),
         },
     )
     print(f"wrote {out}")

@@ -577,7 +577,7 @@ def edit(
         typer.Option("--param", help="residual (free pixels, 1/scale resolution) or color (a colour map)."),
     ] = "residual",
     scale: Annotated[int, typer.Option("--scale", help="The residual is 1/scale of the image side.")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the edit's parameters.")] = 0.05,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of the edit's parameters.")] = 0.3,
     views: Annotated[int, typer.Option("--views", help="Random views per step (0: none).")] = 8,
     keep_outside: Annotated[float, typer.Option("--keep-outside", help="Preservation weight.")] = 10.0,
     save_every: Annotated[int, typer.Option("--save-every", help="Save the image every N steps.")] = 0,

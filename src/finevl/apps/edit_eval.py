@@ -157,6 +157,7 @@ def judge_edit(
         "judge_clip": second_after,
         "judge_read_input": read_before[case.kind] == case.before,
         "judge": says_target,
+        "judge_reads": read_after[case.kind],
         "changed": read_after[case.kind] != read_before[case.kind],
         "others_kept": all(read_after[k] == read_before[k] for k in read_after if k != case.kind),
         "adversarial": clip_after and not says_target,

@@ -44,7 +44,7 @@ class EditSettings:
     """How an edit is optimised (defaults: a few seconds on CPU for a tiny CLIP)."""
 
     steps: int = field(default=100, metadata={"help": "Optimisation steps."})
-    lr: float = field(default=0.05, metadata={"help": "Adam learning rate of the edit's parameters."})
+    lr: float = field(default=0.3, metadata={"help": "Adam learning rate of the edit's parameters."})
     param: str = field(
         default="residual", metadata={"help": "residual (free pixels) or color (a colour map)."}
     )

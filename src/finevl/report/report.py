@@ -200,7 +200,8 @@ def _editing(results: list[tuple[Path, dict]]) -> dict[str, Any]:
                 )
         for ex in res["examples"]:
             verdict = (
-                f"judge: {_yes(ex['judge'])} · second CLIP: {_yes(ex['judge_clip'])}"
+                f"judge reads {ex.get('judge_reads', '?')}: {_yes(ex['judge'])}"
+                f" · second CLIP: {_yes(ex['judge_clip'])}"
                 f" · optimised CLIP: {_yes(ex['clip'])}"
             )
             text = f"{ex['condition']}: {ex['source']} -> {ex['target']}"
