@@ -9,13 +9,15 @@ mean +- std over seeds (each seed draws other scenes, target values and views).
         --judge-clip runs/bench/clip-finevl-tiny-vit-seed1/checkpoint/model \
         --work runs/bench/editing --out benchmarks/results/editing.json
 
-Each (seed, condition) writes its records to the work folder, so an interrupted run
-resumes; the examples' before/after figures go beside the output JSON.
+Each (seed, condition) writes its records to the work folder, under a key of the world,
+the models, the output and the settings, so an interrupted run resumes and a changed one
+starts afresh; the examples' before/after figures go beside the output JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import time
 from dataclasses import replace
@@ -24,7 +26,16 @@ from typing import Any
 
 from PIL import Image
 
-from finevl.apps.edit_eval import CHANGES, KINDS, RATES, edit_cases, judge_edit, summarise
+from finevl.apps.edit_eval import (
+    CHANGES,
+    KINDS,
+    RATES,
+    SCORE_LABELS,
+    EditCase,
+    edit_cases,
+    judge_edit,
+    summarise,
+)
 from finevl.apps.editing import EditSettings, before_after, edit_image, image_tensor
 from finevl.data.images import load_image
 from finevl.data.jsonio import read_json, write_json_atomic
@@ -51,17 +62,24 @@ def ensure_judge(world: str, folder: Path) -> dict[str, Any]:
     return read_json(folder / "summary.json")
 
 
-def run_condition(cases, condition, settings, models, figures: Path | None) -> list[dict]:
+def run_condition(
+    world: str,
+    cases: list[EditCase],
+    condition: str,
+    settings: EditSettings,
+    models: tuple,
+    figures: Path | None,
+) -> list[dict[str, Any]]:
+    """Every case edited under one condition and judged; the first edit of each kind drawn
+    before/after into `figures`."""
     clip, judge_clip, judge = models
     views, masked = CONDITIONS[condition]
     records = []
     for k, case in enumerate(cases):
         image = load_image(case.path)
         if condition == ORACLE:
-            world = case.path.parent.parent
-            edited = Image.fromarray(
-                counterfactual_image(world, case.image_id, case.obj, case.kind, case.after)
-            )
+            pixels = counterfactual_image(world, case.image_id, case.obj, case.kind, case.after)
+            edited = Image.fromarray(pixels)
         else:
             region = case.region if masked else None
             edited, _ = edit_image(
@@ -79,30 +97,25 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(":")[0]).strip("-")
 
 
-COLUMNS = {  # markdown column -> score
-    "judge: target": "judge",
-    "2nd CLIP: target": "judge_clip",
-    "CLIP: target": "clip",
-    "CLIP before": "clip_before",
-    "adversarial": "adversarial",
-    "adversarial (2nd CLIP)": "adversarial_clip",
-    "others kept": "others_kept",
-    "change inside": "change_inside",
-    "change outside": "change_outside",
-}
+def _key(*parts: str) -> str:
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:10]
 
 
 def markdown(table: dict[str, dict]) -> str:
     """The table as Markdown: a row per condition and kind, mean +- std over seeds."""
-    lines = ["| condition | edit | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    header = "| condition | edit | " + " | ".join(SCORE_LABELS) + " |"
+    lines = [header, "|---|---|" + "---|" * len(SCORE_LABELS)]
     for name, kinds in table.items():
         for kind, cells in kinds.items():
-            values = " | ".join(f"{cells[m]['mean']:.2f} ± {cells[m]['std']:.2f}" for m in COLUMNS.values())
+            values = " | ".join(
+                f"{cells[m]['mean']:.2f} ± {cells[m]['std']:.2f}" for m in SCORE_LABELS.values()
+            )
             lines.append(f"| {name} | {kind} | {values} |")
     return "\n".join(lines)
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean, sample std and the values of one score over seeds."""
     return {
         "mean": statistics.mean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -110,7 +123,7 @@ def mean_std(values: list[float]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -130,19 +143,21 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=EditSettings.lr)
     parser.add_argument("--scale", type=int, default=EditSettings.scale)
     parser.add_argument("--keep-inside", type=float, default=EditSettings.keep_inside)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     work, out = Path(args.work), Path(args.out)
     started = time.time()
-    judge_summary = ensure_judge(args.world, work / "judge")
-    models = (
-        load_clip(args.clip),
-        load_clip(args.judge_clip),
-        load_attribute_judge(work / "judge" / "model"),
-    )
+    judge_dir = work / f"judge-{_key(str(Path(args.world).resolve()))}"
+    judge_summary = ensure_judge(args.world, judge_dir)
+    models = (load_clip(args.clip), load_clip(args.judge_clip), load_attribute_judge(judge_dir / "model"))
     settings = EditSettings(
         steps=args.steps, param=args.param, lr=args.lr, scale=args.scale, keep_inside=args.keep_inside
     )
-    # finished conditions are read back only when run with the same settings
+    # finished conditions are read back only for the same world, models, output and settings
+    run = work / _key(*(str(Path(p).resolve()) for p in (args.world, args.clip, args.judge_clip, args.out)))
     cases_tag = f"{args.split}-n{args.per_kind}"
     tag = f"{cases_tag}-{args.param}-steps{args.steps}-lr{args.lr}-scale{args.scale}-keep{args.keep_inside}"
     per_seed: dict[str, list[dict]] = {name: [] for name in args.conditions}
@@ -151,14 +166,16 @@ def main() -> None:
         cases = edit_cases(args.world, args.split, args.per_kind, seed)
         for name in args.conditions:
             path = (
-                work
+                run
                 / (f"{cases_tag}-oracle" if name == ORACLE else tag)
                 / f"seed{seed}"
                 / f"{_slug(name)}.json"
             )
             if not path.is_file():
                 figures = out.with_suffix("") / _slug(name) if seed == args.seeds[0] else None
-                records = run_condition(cases, name, replace(settings, seed=seed), models, figures)
+                records = run_condition(
+                    args.world, cases, name, replace(settings, seed=seed), models, figures
+                )
                 write_json_atomic(path, records)
             records = read_json(path)
             per_seed[name].append(summarise(records))
@@ -175,26 +192,24 @@ def main() -> None:
         }
         for name, seeds in per_seed.items()
     }
-    write_json_atomic(
-        out,
-        {
-            "task": "editing",
-            "benchmark": "editing",
-            "world": args.world,
-            "clip": args.clip,
-            "judge_clip": args.judge_clip,
-            "attribute_judge": judge_summary,
-            "split": args.split,
-            "seeds": args.seeds,
-            "edits_per_kind_per_seed": args.per_kind,
-            "settings": {**vars(settings), "views": {n: v for n, (v, _) in CONDITIONS.items()}},
-            "conditions": table,
-            "markdown": markdown(table),
-            "examples": examples,
-            # only what this call computed: finished conditions are read back
-            "seconds_this_call": round(time.time() - started, 1),
-        },
-    )
+    result = {
+        "task": "editing",
+        "benchmark": "editing",
+        "world": args.world,
+        "clip": args.clip,
+        "judge_clip": args.judge_clip,
+        "attribute_judge": judge_summary,
+        "split": args.split,
+        "seeds": args.seeds,
+        "edits_per_kind_per_seed": args.per_kind,
+        "settings": {**vars(settings), "views": {n: v for n, (v, _) in CONDITIONS.items()}},
+        "conditions": table,
+        "markdown": markdown(table),
+        "examples": examples,
+        # only what this call computed: finished conditions are read back
+        "seconds_this_call": round(time.time() - started, 1),
+    }
+    write_json_atomic(out, result)
     print(f"wrote {out}")
 
 

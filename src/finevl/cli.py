@@ -593,6 +593,10 @@ def edit(
     settings = EditSettings(
         steps=steps, param=param, scale=scale, lr=lr, views=views, keep_outside=keep_outside, seed=seed
     )
+    if save_every < 0:
+        raise FinevlError(f"--save-every must be >= 0, not {save_every}")
+    if candidate and mask:
+        raise FinevlError("--mask does not apply to --candidate ranking (candidates are whole images)")
     picture = load_image(image)
     area = read_mask_png(mask) if mask else None
     clip = load_clip(model)

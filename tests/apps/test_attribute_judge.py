@@ -3,6 +3,8 @@ and backgrounds from masked crops, saves and loads, and refuses an empty mask.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -42,10 +44,15 @@ def test_an_empty_mask_is_refused():
         object_crop(torch.rand(3, 16, 16), torch.from_numpy(np.zeros((16, 16), bool)))
 
 
-def test_a_folder_of_other_weights_is_one_error(tmp_path):
-    (tmp_path / "judge_config.json").write_text('{"labels": {"color": ["red"]}}')
+def test_a_folder_of_other_labels_or_weights_is_one_error(tmp_path):
     from safetensors.torch import save_file
 
+    from finevl.train.judge import judge_labels
+
+    (tmp_path / "judge_config.json").write_text('{"labels": {"color": ["red"]}}')
     save_file({"x": torch.zeros(1)}, tmp_path / "judge.safetensors")
-    with pytest.raises(FinevlError):
+    with pytest.raises(FinevlError, match="the judge's labels are"):
+        load_attribute_judge(tmp_path)
+    (tmp_path / "judge_config.json").write_text(json.dumps({"labels": judge_labels()}))
+    with pytest.raises(FinevlError, match="the weights do not fit this judge"):
         load_attribute_judge(tmp_path)

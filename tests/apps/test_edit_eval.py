@@ -16,6 +16,7 @@ import torch
 from finevl.apps.edit_eval import KINDS, edit_cases, judge_edit, summarise
 from finevl.apps.editing import image_tensor
 from finevl.data.images import load_image
+from finevl.errors import FinevlError
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import load_clip
 from finevl.report.report import write_report
@@ -46,6 +47,45 @@ def test_cases_change_one_attribute_of_the_phrase_and_know_their_region(world):
         assert {"color": inside, "pattern": inside and covers, "size": covers}[case.kind]
         assert (case.region.sum() > case.object_mask.sum()) == (case.kind == "size")
     assert edit_cases(world, "test", 2, seed=0)[0].describe() == cases[0].describe()
+    assert [c.describe() for c in edit_cases(world, "test", 2, seed=1)] != [c.describe() for c in cases]
+    with pytest.raises(FinevlError, match="test scenes allow a color edit, not 100"):
+        edit_cases(world, "test", 100, seed=0)
+
+
+class ReadsAsTold:
+    """A judge stub: what it reads on the input image and on anything else."""
+
+    def __init__(self, on_input: dict[str, str], on_edit: dict[str, str], original: torch.Tensor):
+        self.on_input, self.on_edit, self.original = on_input, on_edit, original
+
+    def judge(self, pixels: torch.Tensor, mask: np.ndarray) -> dict[str, str]:
+        return self.on_input if torch.equal(pixels, self.original[0]) else self.on_edit
+
+
+def test_the_scores_of_one_edit(world, models, monkeypatch):
+    case = edit_cases(world, "test", 1, seed=1)[0]  # a colour edit
+    original = image_tensor(load_image(case.path))
+    edited = original.flip(-1)
+    before = {"color": case.before, "pattern": "solid", "size": "small", "background": "sea"}
+    prefers = iter([False, True, False, False])  # optimised CLIP before/after, second CLIP before/after
+    monkeypatch.setattr("finevl.apps.edit_eval.prefers_target", lambda *a: next(prefers))
+    judge = ReadsAsTold(before, {**before, "color": case.before, "pattern": "striped"}, original)
+    fooled = judge_edit(case, edited, models[0], models[1], judge)
+    assert (
+        fooled["flipped"]
+        and fooled["flipped_unseen"]
+        and fooled["adversarial"]
+        and fooled["adversarial_clip"]
+    )
+    assert not fooled["judge"] and not fooled["changed"] and not fooled["others_kept"]
+    prefers = iter([True, True, True, True])
+    monkeypatch.setattr("finevl.apps.edit_eval.prefers_target", lambda *a: next(prefers))
+    judge = ReadsAsTold(before, {**before, "color": case.after}, original)
+    real = judge_edit(case, edited, models[0], models[1], judge)
+    assert real["judge"] and real["changed"] and real["others_kept"] and real["judge_reads"] == case.after
+    assert not (real["adversarial"] or real["flipped"] or real["adversarial_clip"])
+    table = summarise([fooled, real])
+    assert table["color"]["adversarial"] == table["all"]["judge"] == 0.5 and table["all"]["edits"] == 2
 
 
 def test_an_unedited_image_changes_nothing_and_the_oracle_only_its_region(world, models):
@@ -53,7 +93,7 @@ def test_an_unedited_image_changes_nothing_and_the_oracle_only_its_region(world,
     same = judge_edit(case, image_tensor(load_image(case.path)), *models)
     assert same["change_inside"] == same["change_outside"] == 0.0
     assert not same["changed"] and same["others_kept"]
-    assert same["clip"] == same["clip_before"] and same["adversarial"] == (same["clip"] and not same["judge"])
+    assert same["clip"] == same["clip_before"] and not same["flipped"]
     oracle = counterfactual_image(world, case.image_id, case.obj, case.kind, case.after)
     judged = judge_edit(case, torch.from_numpy(oracle).permute(2, 0, 1)[None] / 255, *models)
     assert judged["change_inside"] > 0.05 and judged["change_outside"] == 0.0

@@ -90,6 +90,8 @@ def test_bad_input_is_one_clear_line(world, clip_dir, tmp_path, capsys, monkeypa
     image = str(world / "images" / "00000000.png")
     small = tmp_path / "small.png"
     Image.new("L", (10, 10), 255).save(small)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (4, 4)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     base = ["edit", "--model", clip_dir, "--out", str(tmp_path / "o")]
@@ -106,6 +108,13 @@ def test_bad_input_is_one_clear_line(world, clip_dir, tmp_path, capsys, monkeypa
             ["--image", image, "--target", "a star", "--param", "warp"],
             "--param must be one of residual, color",
         ),
+        (["--image", image, "--target", "a star", "--save-every", "-1"], "--save-every must be >= 0"),
+        (["--image", image, "--target", "a star", "--keep-outside", "-1"], "preservation weights"),
+        (
+            ["--image", image, "--target", "a star", "--mask", image, "--candidate", image],
+            "--mask does not apply",
+        ),
+        (["--image", str(tiny), "--target", "a star"], "the image is 4x4: at least 8 px a side"),
     ]
     for args, message in cases:
         code, _, err = run([*base, *args], capsys, monkeypatch)

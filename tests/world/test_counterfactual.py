@@ -11,7 +11,9 @@ from finevl.data.images import load_image
 from finevl.errors import FinevlError
 from finevl.world import vocab
 from finevl.world.counterfactual import (
+    checked_scene,
     counterfactual_image,
+    growth_region,
     new_values,
     silhouette,
     with_attribute,
@@ -26,9 +28,23 @@ def _first(world):
     return image_id, instances, np.array(load_image(world / "images" / instances.images[image_id].file_name))
 
 
-def test_the_unchanged_scene_is_the_stored_image(world):
+def test_every_unchanged_scene_is_its_stored_image(world):
+    instances = CocoInstances(world / "instances.json")
+    for image_id, img in sorted(instances.images.items())[:20]:
+        stored = np.array(load_image(world / "images" / img.file_name))
+        assert (render_scene(world_scene(world, image_id)) == stored).all()
+    attrs = [a.attributes for a in instances.annotations[0]]
+    with pytest.raises(FinevlError, match="not what its world.json seed draws"):
+        checked_scene(world, 0, attrs[::-1] + [{"color": "none"}])
+
+
+def test_a_size_edit_stays_in_its_growth_region(world):
     image_id, _, stored = _first(world)
-    assert (render_scene(world_scene(world, image_id)) == stored).all()
+    scene = world_scene(world, image_id)
+    region = growth_region(scene, 0)
+    for size in vocab.SIZES:
+        changed = (counterfactual_image(world, image_id, 0, "size", size) != stored).any(-1)
+        assert not (changed & ~region).any()
 
 
 @pytest.mark.parametrize("kind", ["color", "pattern", "background"])
@@ -60,11 +76,19 @@ def test_a_new_size_scales_the_radius_and_an_unknown_kind_is_refused(world):
         with_attribute(scene, 0, "shape", "star")
 
 
-def test_new_values_and_silhouettes(world):
+def test_new_values_are_what_the_world_could_draw_and_silhouettes_fill_holes(world):
     for image_id in range(20):
         scene = world_scene(world, image_id)
+        names = {(o.color, o.shape) for o in scene.objects}
         for k, obj in enumerate(scene.objects):
             assert obj.pattern not in new_values(scene, k, "pattern")
+            for color in new_values(scene, k, "color"):  # contrast kept, names unique
+                assert color not in vocab.LOW_CONTRAST[scene.background] and (color, obj.shape) not in names
+            for size in new_values(scene, k, "size"):  # still inside the image
+                new = with_attribute(scene, k, "size", size).objects[k]
+                assert new.radius <= min(new.cx, new.cy, scene.size - new.cx, scene.size - new.cy)
             shape = silhouette(scene, k)
             assert (shape >= scene.visible[k]).all()  # an outlined shape's hole is inside it
             assert (shape.sum() > scene.visible[k].sum()) == (obj.pattern == "outlined")
+        for background in new_values(scene, 0, "background"):
+            assert not {o.color for o in scene.objects} & vocab.LOW_CONTRAST[background]

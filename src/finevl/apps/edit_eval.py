@@ -5,7 +5,7 @@ An `EditCase` asks to change one attribute (an object's colour, pattern or size,
 background) to another value, with the world's canonical phrases as source and target
 ("a small red solid star on snow" -> "a small blue solid star on snow") and the region the
 edit may touch (for colour the object's painted pixels, for pattern its silhouette, for
-size a disc the largest size fits in, for the background everything but the objects).
+size its silhouette at every size, for the background everything but the objects).
 `judge_edit` scores the result:
 
 - `clip` / `judge_clip`: the optimised CLIP / an independent CLIP prefers the target text
@@ -32,14 +32,14 @@ from finevl.apps.editing import embed_pixels, image_tensor
 from finevl.data.coco import CocoInstances
 from finevl.data.formats import in_split
 from finevl.data.images import load_image
+from finevl.errors import FinevlError
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import Clip
 from finevl.world import vocab
-from finevl.world.counterfactual import EDITABLE, new_values, silhouette, world_scene
+from finevl.world.counterfactual import EDITABLE, checked_scene, growth_region, new_values, silhouette
 from finevl.world.language import with_article
 
 KINDS = tuple(EDITABLE)
-GROWTH = 1.15  # the size region: this x the largest radius around the object's box centre
 
 
 @dataclass
@@ -58,6 +58,7 @@ class EditCase:
     region: np.ndarray  # where the edit may act
 
     def describe(self) -> dict[str, Any]:
+        """The case's JSON-able fields (no masks)."""
         return {
             k: getattr(self, k) for k in ("image_id", "kind", "obj", "before", "after", "source", "target")
         }
@@ -69,20 +70,13 @@ def phrase(attrs: dict[str, str]) -> str:
     return f"{with_article(obj)} on {vocab.BACKGROUNDS[attrs['background']][0]}"
 
 
-def _disc(mask: np.ndarray, radius: float) -> np.ndarray:
-    rows, cols = np.nonzero(mask)
-    cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
-    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
-    return mask | ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2)
-
-
 def _case(
     world: Path, instances: CocoInstances, image_id: int, kind: str, rng: random.Random
 ) -> EditCase | None:
     """One edit of a random object of the image (the background's: the first object), to a
     random value the world can draw there; None when there is none."""
-    scene = world_scene(world, image_id)
     anns, img = instances.annotations[image_id], instances.images[image_id]
+    scene = checked_scene(world, image_id, [a.attributes for a in anns])
     k = 0 if kind == "background" else rng.randrange(len(anns))
     values = new_values(scene, k, kind)
     if not values:
@@ -95,7 +89,7 @@ def _case(
     regions = {
         "color": instances.mask(anns[k]),  # the painted pixels (an outlined shape's ring)
         "pattern": mask,
-        "size": _disc(mask, GROWTH * vocab.SIZE_RADIUS["large"] * img.width),
+        "size": growth_region(scene, k),
         "background": ~np.any([instances.mask(a) for a in anns], axis=0),
     }
     return EditCase(
@@ -126,6 +120,10 @@ def edit_cases(world: str | Path, split: str, per_kind: int, seed: int) -> list[
                 found.append(case)
             if len(found) == per_kind:
                 break
+        if len(found) < per_kind:
+            raise FinevlError(
+                f"{world}: only {len(found)} {split} scenes allow a {kind} edit, not {per_kind}"
+            )
         cases += found
     return cases
 
@@ -147,11 +145,11 @@ def judge_edit(
     change = (edited - original).abs().mean(1)[0]
     region = torch.from_numpy(case.region)
     says_target = read_after[case.kind] == case.after
-    clip_after = prefers_target(clip, edited, case)
+    clip_before, clip_after = prefers_target(clip, original, case), prefers_target(clip, edited, case)
     second_after = prefers_target(judge_clip, edited, case)
     return {
         **case.describe(),
-        "clip_before": prefers_target(clip, original, case),
+        "clip_before": clip_before,
         "clip": clip_after,
         "judge_clip_before": prefers_target(judge_clip, original, case),
         "judge_clip": second_after,
@@ -162,6 +160,9 @@ def judge_edit(
         "others_kept": all(read_after[k] == read_before[k] for k in read_after if k != case.kind),
         "adversarial": clip_after and not says_target,
         "adversarial_clip": clip_after and not second_after,
+        # the CLIP turned to the target by the edit (not before), the judge does not see it
+        "flipped": clip_after and not clip_before,
+        "flipped_unseen": clip_after and not clip_before and not says_target,
         "change_inside": float(change[region].mean()),
         "change_outside": float(change[~region].mean()) if (~region).any() else 0.0,
     }
@@ -173,6 +174,8 @@ RATES = (
     "clip",
     "adversarial",
     "adversarial_clip",
+    "flipped",
+    "flipped_unseen",
     "changed",
     "others_kept",
     "clip_before",
@@ -180,6 +183,19 @@ RATES = (
     "judge_read_input",
 )
 CHANGES = ("change_inside", "change_outside")
+SCORE_LABELS = {  # a table's column -> score
+    "judge: target": "judge",
+    "2nd CLIP: target": "judge_clip",
+    "CLIP: target": "clip",
+    "CLIP before": "clip_before",
+    "adversarial": "adversarial",
+    "adversarial (2nd CLIP)": "adversarial_clip",
+    "CLIP flipped": "flipped",
+    "flipped, judge not": "flipped_unseen",
+    "others kept": "others_kept",
+    "change inside": "change_inside",
+    "change outside": "change_outside",
+}
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -24,6 +24,7 @@ view of the image responds to (an adversarial perturbation). The objective:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from finevl.errors import FinevlError
 from finevl.models.clip import Clip
 
 MAX_TEXT_TOKENS = 77
+MIN_SIDE = 8  # the smallest random view
 
 
 @dataclass
@@ -58,8 +60,10 @@ class EditSettings:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise FinevlError(f"--steps must be at least 1, not {self.steps}")
-        if self.lr <= 0 or self.scale < 1 or self.views < 0 or self.noise < 0:
+        if not (self.lr > 0 and math.isfinite(self.lr)) or self.scale < 1 or self.views < 0 or self.noise < 0:
             raise FinevlError("--lr must be positive, --scale >= 1, --views and --noise >= 0")
+        if not (self.keep_inside >= 0 and self.keep_outside >= 0):
+            raise FinevlError("the preservation weights (--keep-outside) must be >= 0")
         if self.param not in PARAMS:
             raise FinevlError(f"--param must be one of {', '.join(PARAMS)}, not {self.param!r}")
 
@@ -78,7 +82,7 @@ class Residual(torch.nn.Module):
 class ColorMap(torch.nn.Module):
     """One affine map of the pixels' colours (in logit space): recolours, cannot draw."""
 
-    def __init__(self, h: int, w: int, scale: int):
+    def __init__(self, h: int, w: int, scale: int):  # the size does not matter: one map
         super().__init__()
         self.matrix = torch.nn.Parameter(torch.zeros(3, 3))
         self.bias = torch.nn.Parameter(torch.zeros(3))
@@ -189,8 +193,10 @@ def edit_image(
     weight = torch.full((1, 1, h, w), settings.keep_outside)
     if mask is not None:
         weight[0, 0][torch.from_numpy(mask)] = settings.keep_inside
-    change = PARAMS[settings.param](h, w, settings.scale)
-    opt = torch.optim.Adam(change.parameters(), lr=settings.lr)
+    if min(h, w) < MIN_SIDE:
+        raise FinevlError(f"the image is {w}x{h}: at least {MIN_SIDE} px a side")
+    param = PARAMS[settings.param](h, w, settings.scale)
+    opt = torch.optim.Adam(param.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
 
     base = torch.logit(x0.clamp(1e-3, 1 - 1e-3))
@@ -201,7 +207,7 @@ def edit_image(
     def edited() -> torch.Tensor:
         # in logit space: pixels stay in (0, 1) with a gradient everywhere (a clamp would
         # stop the preservation term from pulling back a saturated pixel)
-        return torch.sigmoid(base + change(base) * gate)
+        return torch.sigmoid(base + param(base) * gate)
 
     first: dict[str, float] = {}
     for step in range(settings.steps):

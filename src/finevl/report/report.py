@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from finevl.apps.caption_eval import HEADLINE, headline
+from finevl.apps.edit_eval import SCORE_LABELS
 from finevl.data.coco import CocoCaptions, decode_segmentation, rle_area_bbox
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
@@ -161,18 +162,6 @@ def _regions(results: list[tuple[Path, dict]], world: Path | None, n: int = 3) -
     return {"columns": list(REGION_HEADLINE), "rows": rows, "examples": examples}
 
 
-EDIT_COLUMNS = {  # column -> the benchmark's score (apps/edit_eval.py)
-    "judge: target": "judge",
-    "second CLIP: target": "judge_clip",
-    "optimised CLIP: target": "clip",
-    "adversarial": "adversarial",
-    "adversarial (2nd CLIP)": "adversarial_clip",
-    "others kept": "others_kept",
-    "change inside": "change_inside",
-    "change outside": "change_outside",
-}
-
-
 def _figure(path: Path) -> str | None:
     return image_data_uri(load_image(path)) if path.is_file() else None
 
@@ -196,7 +185,10 @@ def _editing(results: list[tuple[Path, dict]]) -> dict[str, Any]:
         for condition, kinds in res["conditions"].items():
             for kind, cell in kinds.items():
                 rows.append(
-                    {"name": f"{condition} · {kind}", **{c: cell[m]["mean"] for c, m in EDIT_COLUMNS.items()}}
+                    {
+                        "name": f"{condition} · {kind}",
+                        **{c: cell[m]["mean"] if m in cell else None for c, m in SCORE_LABELS.items()},
+                    }
                 )
         for ex in res["examples"]:
             verdict = (
@@ -206,7 +198,7 @@ def _editing(results: list[tuple[Path, dict]]) -> dict[str, Any]:
             )
             text = f"{ex['condition']}: {ex['source']} -> {ex['target']}"
             examples.append({"img": _figure(path.parent / ex["figure"]), "text": text, "verdict": verdict})
-    return {"label": "edits · kind", "columns": list(EDIT_COLUMNS), "rows": rows, "examples": examples}
+    return {"label": "edits · kind", "columns": list(SCORE_LABELS), "rows": rows, "examples": examples}
 
 
 def _model_name(predictions: Path) -> str:

@@ -12,29 +12,23 @@ import torch
 import torch.nn.functional as F
 
 from finevl.data.coco import CocoInstances
-from finevl.data.formats import in_split, read_finecap
+from finevl.data.formats import in_split
 from finevl.data.images import load_image
 from finevl.models.attribute_judge import HEADS, VIEWS, AttributeJudge, judge_views
-from finevl.world import vocab
-from finevl.world.counterfactual import silhouette, world_scene
+from finevl.world.counterfactual import EDITABLE, checked_scene, silhouette
 
 Views = dict[str, torch.Tensor]
 
 
 def judge_labels() -> dict[str, list[str]]:
-    return {
-        "color": list(vocab.COLORS),
-        "pattern": list(vocab.PATTERNS),
-        "size": list(vocab.SIZES),
-        "background": list(vocab.BACKGROUNDS),
-    }
+    """The values each head tells apart: the world's editable attributes."""
+    return {name: list(values) for name, values in EDITABLE.items()}
 
 
 def judge_examples(world: str | Path, split: str) -> tuple[Views, dict[str, torch.Tensor]]:
     """(views, label indices per head) of every object of a split."""
     world = Path(world)
     instances = CocoInstances(world / "instances.json")
-    backgrounds = {r.image_id: r.scene["background"] for r in read_finecap(world / "finecap.json") if r.scene}
     labels = judge_labels()
     views: dict[str, list[torch.Tensor]] = {view: [] for view in VIEWS}
     targets: dict[str, list[int]] = {name: [] for name in HEADS}
@@ -43,11 +37,12 @@ def judge_examples(world: str | Path, split: str) -> tuple[Views, dict[str, torc
         pixels = (
             torch.from_numpy(np.array(load_image(world / "images" / img.file_name))).permute(2, 0, 1) / 255
         )
-        scene = world_scene(world, image_id)
-        for k, ann in enumerate(instances.annotations[image_id]):
+        anns = instances.annotations[image_id]
+        scene = checked_scene(world, image_id, [a.attributes for a in anns])
+        for k, ann in enumerate(anns):
             for view, x in judge_views(pixels, torch.from_numpy(silhouette(scene, k))).items():
                 views[view].append(x)
-            values = {**ann.attributes, "background": backgrounds[image_id]}
+            values = {**ann.attributes, "background": scene.background}
             for name in HEADS:
                 targets[name].append(labels[name].index(values[name]))
     return {k: torch.stack(v) for k, v in views.items()}, {k: torch.tensor(v) for k, v in targets.items()}
