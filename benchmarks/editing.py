@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from finevl.apps.edit_eval import (
 from finevl.apps.editing import EditSettings, before_after, edit_image, image_tensor
 from finevl.data.images import load_image
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.metrics.seeds import mean_std
 from finevl.models.attribute_judge import load_attribute_judge
 from finevl.models.clip import load_clip
 from finevl.train.judge import train_attribute_judge
@@ -114,13 +114,9 @@ def markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def mean_std(values: list[float]) -> dict[str, Any]:
+def over_seeds(values: list[float]) -> dict[str, Any]:
     """Mean, sample std and the values of one score over seeds."""
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "per_seed": values,
-    }
+    return {**mean_std(values), "per_seed": values}
 
 
 def parse_args() -> argparse.Namespace:
@@ -187,7 +183,7 @@ def main() -> None:
             print(name, seed, per_seed[name][-1]["all"], flush=True)
     table = {
         name: {
-            kind: {m: mean_std([s[kind][m] for s in seeds]) for m in (*RATES, *CHANGES)}
+            kind: {m: over_seeds([s[kind][m] for s in seeds]) for m in (*RATES, *CHANGES)}
             for kind in (*KINDS, "all")
         }
         for name, seeds in per_seed.items()

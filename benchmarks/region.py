@@ -17,13 +17,13 @@ saved rows back and writes the summary.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
 from finevl.apps.region_eval import evaluate_regions, write_region_results
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.metrics.region import REGION_HEADLINE
+from finevl.metrics.seeds import mean_std
 from finevl.train.config import shared_fields
 from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig
 from finevl.train.region.pipeline import Chain, run_chain
@@ -71,23 +71,19 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
     return out
 
 
-def _cell(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
     """Mean +- std per row over the seeds that have it, and paired differences."""
     table, paired = {}, {}
     for row in ROWS:
         runs = [r[row] for r in per_seed.values() if row in r]
         if runs:
-            table[row] = {c: _cell([m[a][b] for m in runs]) for c, (a, b) in COLUMNS.items()}
+            table[row] = {c: mean_std([m[a][b] for m in runs]) for c, (a, b) in COLUMNS.items()}
             table[row]["seeds"] = len(runs)
     for name, (x, y) in PAIRS.items():
         both = [r for r in per_seed.values() if x in r and y in r]
         if both:
             paired[name] = {
-                c: _cell([r[x][a][b] - r[y][a][b] for r in both]) for c, (a, b) in COLUMNS.items()
+                c: mean_std([r[x][a][b] - r[y][a][b] for r in both]) for c, (a, b) in COLUMNS.items()
             }
             paired[name]["seeds"] = len(both)
     return {"table": table, "paired": paired}

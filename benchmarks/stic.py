@@ -21,6 +21,7 @@ from typing import Any
 
 from finevl.apps.vqa_eval import evaluate_on_world
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.metrics.seeds import mean_std
 from finevl.train.config import shared_fields
 from finevl.train.stic.config import PipelineConfig
 from finevl.train.stic.pipeline import run_base, stic_variant
@@ -61,17 +62,13 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict]:
     return out
 
 
-def _cell(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, Any]:
     table: dict[str, dict[str, Any]] = {}
     for row in ROWS:
         runs = [r[row] for r in per_seed.values() if row in r]
-        cells = {c: _cell([m[f"accuracy/{c}"] for m in runs]) for c in COLUMNS}
+        cells = {c: mean_std([m[f"accuracy/{c}"] for m in runs]) for c in COLUMNS}
         for key in ("recall/all", "precision/all"):
-            cells[f"description {key.split('/')[0]}"] = _cell([m["description"][key] for m in runs])
+            cells[f"description {key.split('/')[0]}"] = mean_std([m["description"][key] for m in runs])
         table[row] = cells
     return table
 
@@ -80,7 +77,7 @@ def dpo_speed(work: Path) -> dict[str, Any]:
     runs = [read_json(p) for p in sorted(work.glob("seed*/*/dpo/summary.json"))]
     return {
         "runs": len(runs),
-        "steps_per_second": _cell([r["steps_per_second"] for r in runs]),
+        "steps_per_second": mean_std([r["steps_per_second"] for r in runs]),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "filtered": [r["filtered"] for r in runs],
     }

@@ -37,7 +37,6 @@ from PIL import Image
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip
 
-MAX_TEXT_TOKENS = 77
 MIN_SIDE = 8  # the smallest random view
 
 
@@ -162,7 +161,7 @@ def random_views(
     outs_e, outs_o = [], []
     for _ in range(views):
         frac = float(torch.empty(1).uniform_(0.7, 1.0, generator=gen))
-        ch, cw = max(8, int(h * frac)), max(8, int(w * frac))
+        ch, cw = max(MIN_SIDE, int(h * frac)), max(MIN_SIDE, int(w * frac))
         y = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         x = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
         for src, out in ((edited, outs_e), (original, outs_o)):
