@@ -18,7 +18,7 @@ from finevl.errors import FinevlError
 def test_malformed_json_names_file_line_and_column(tmp_path):
     path = tmp_path / "captions.json"
     path.write_text('{"images": [\n  {"id": 1,, }\n]}')
-    with pytest.raises(FinevlError, match=r"captions.json: malformed JSON at line 2, column"):
+    with pytest.raises(FinevlError, match=r"captions.json: line 2: malformed JSON \(column 12"):
         CocoCaptions(path)
 
 

@@ -17,7 +17,6 @@ and scored as empty (0 on every measure).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 
 from finevl.data.coco import CocoCaptions
 from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
+from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
 from finevl.metrics.clipscore import PREFIX, ClipScore
@@ -65,12 +65,7 @@ def headline(result: dict[str, Any]) -> dict[str, float | None]:
 def read_predictions(path: str | Path, known_ids: set[int]) -> tuple[dict[int, str], int]:
     """(image id -> caption, number of empty captions) from a COCO results file."""
     path = Path(path)
-    try:
-        rows = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise FinevlError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise FinevlError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    rows = read_json(path)
     if not isinstance(rows, list) or not rows:
         raise FinevlError(f"{path}: expected a non-empty list of {{'image_id', 'caption'}}")
     preds: dict[int, str] = {}

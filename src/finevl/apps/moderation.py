@@ -37,15 +37,12 @@ class Policy(BaseModel):
 
 def load_policy(path: str | Path) -> Policy:
     """A policy YAML file, validated."""
-    import yaml
+    from finevl.data.jsonio import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise FinevlError(f"{path}: policy file not found")
+    data = read_yaml(path)
     try:
-        return Policy.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as e:
-        raise FinevlError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+        return Policy.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         raise FinevlError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

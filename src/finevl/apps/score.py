@@ -3,14 +3,13 @@ each distinct image and reference embedded once (caches), per-item and mean out.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from finevl.data.images import ImageLoader
-from finevl.data.jsonio import iter_jsonl, read_json
+from finevl.data.jsonio import iter_jsonl, read_csv, read_json
 from finevl.errors import FinevlError
 from finevl.metrics.clipscore import PREFIX, W, best_reference_cosine, clip_s, refclip_s
 from finevl.models.clip import Clip
@@ -21,10 +20,7 @@ def read_score_input(path: str | Path) -> list[dict[str, Any]]:
     caption and optional refs (separated by '|'). Image paths are relative to the file."""
     path = Path(path)
     if path.suffix == ".csv":
-        if not path.is_file():
-            raise FinevlError(f"{path}: file not found")
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = [dict(r) for r in csv.DictReader(f)]
+        rows = read_csv(path)
         for r in rows:
             r["refs"] = [t for t in (r.get("refs") or "").split("|") if t.strip()]
     elif path.suffix == ".jsonl":

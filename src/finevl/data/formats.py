@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from finevl.data.coco import json_list, validate_record
-from finevl.data.jsonio import iter_jsonl, read_json
+from finevl.data.jsonio import iter_jsonl, read_csv, read_json
 from finevl.errors import FinevlError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -68,14 +68,8 @@ def read_finecapeval_csv(path: str | Path) -> tuple[list[FinecapRecord], dict[in
     whole-caption metrics). The image id is the number ending the file name
     (COCO_val2014_000000391895.jpg -> 391895), or the image's order of appearance when names
     carry none or two names share one."""
-    import csv
-
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError as e:
-        raise FinevlError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    rows = read_csv(path)
     if not rows or any(c not in rows[0] for c in FINECAPEVAL_COLUMNS):
         raise FinevlError(f"{path}: a FineCapEval CSV needs the columns {', '.join(FINECAPEVAL_COLUMNS)}")
     by_image: dict[str, list[dict[str, str]]] = {}

@@ -10,39 +10,107 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from finevl.data.files import finish_file
 from finevl.errors import FinevlError
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is a `FinevlError` naming it."""
+def _missing_or_unreadable(path: Path, e: OSError) -> FinevlError:
+    if isinstance(e, FileNotFoundError):
+        return FinevlError(f"{path}: file not found")
+    if isinstance(e, IsADirectoryError):
+        return FinevlError(f"{path}: is a folder, expected a file")
+    return FinevlError(f"{path}: cannot read ({e.strerror or e})")
+
+
+def _decode(path: Path, data: bytes, first_line: int = 1) -> str:
+    """UTF-8 (a leading byte-order mark dropped); a bad byte is an error naming its line."""
+    try:
+        return data.decode("utf-8-sig" if first_line == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + data.count(b"\n", 0, e.start)
+        raise FinevlError(f"{path}: line {line}: not UTF-8 text ({e.reason})") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file: the one reader of finevl's text inputs. A missing,
+    unreadable or non-UTF-8 file is a `FinevlError` naming the file (and the line)."""
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FinevlError(f"{path}: file not found") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise _missing_or_unreadable(path, e) from None
+    return _decode(path, data)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or malformed file is a `FinevlError` naming it and the line."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise FinevlError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise FinevlError(f"{path}: not UTF-8 text ({e.reason})") from None
+        raise FinevlError(f"{path}: line {e.lineno}: malformed JSON (column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise FinevlError(f"{path}: JSON nested too deeply") from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each non-blank line of a JSONL file."""
+    """(line number, record) for each non-blank line of a JSONL file, streamed; a bad line
+    is a `FinevlError` naming the file and the line."""
     path = Path(path)
-    if not path.is_file():
-        raise FinevlError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise _missing_or_unreadable(path, e) from None
+    with f:
+        for lineno, raw in enumerate(_lines(path, f), 1):
+            line = _decode(path, raw, lineno)
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise FinevlError(f"{path}: line {lineno}: malformed JSON: {e.msg}") from None
+                raise FinevlError(f"{path}: line {lineno}: malformed JSON ({e.msg})") from None
+            except RecursionError:
+                raise FinevlError(f"{path}: line {lineno}: JSON nested too deeply") from None
             if not isinstance(record, dict):
                 raise FinevlError(f"{path}: line {lineno}: expected a JSON object")
             yield lineno, record
+
+
+def _lines(path: Path, f: Any) -> Iterator[bytes]:
+    try:
+        yield from f
+    except OSError as e:  # a folder opens on some systems and fails on read
+        raise _missing_or_unreadable(path, e) from None
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts; errors name the file and the line."""
+    import csv
+    import io
+
+    path = Path(path)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
+        return [dict(r) for r in reader]
+    except csv.Error as e:
+        raise FinevlError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (safe loader); errors name the file and the line."""
+    import yaml
+
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise FinevlError(f"{path}: {where}malformed YAML ({problem})") from None
 
 
 def dumps(obj: Any) -> str:
@@ -51,14 +119,20 @@ def dumps(obj: Any) -> str:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename: never half a file."""
+    """Write text to a temporary file beside `path`, then rename: never half a file, and no
+    temporary left on error. A path claimed as a command's output is recorded as finevl's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
+        os.replace(tmp, path)
+    except BaseException:  # error or Ctrl-C: no temporary left beside the output
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finish_file(path)
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
@@ -98,6 +172,14 @@ class StreamedJson:
 
     def close(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.part")
+        try:
+            self._join(tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _join(self, tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as out:
             out.write("{")
             fields = [(k, dumps(v)) for k, v in self.header.items()]
@@ -111,7 +193,6 @@ class StreamedJson:
             for name, value in self.footer.items():
                 out.write(f",\n{dumps(name)}:{dumps(value)}")
             out.write("}\n")
-        os.replace(tmp, self.path)
 
 
 def write_csv_atomic(path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
