@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from finevl.world.generate import WorldConfig, generate_world
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """finevl's record of the files it wrote (the output policy) kept out of the home folder."""
+    os.environ["FINEVL_STATE_DIR"] = str(tmp_path_factory.mktemp("finevl-state"))
 
 
 @pytest.fixture(scope="session")

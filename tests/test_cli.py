@@ -114,8 +114,8 @@ def test_generate_show_check_tokenizer(capsys, monkeypatch, tmp_path):
     code, out, _ = run(["data", "tokenizer", str(w), "--out", str(tmp_path / "tok")], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["vocab_size"] > 50
     code, _, err = run(["world", "generate", "--out", str(w), "--n", "3"], capsys, monkeypatch)
-    assert_one_line_error(code, err, "holds a world", "--overwrite")
-    code, _, err = run(["world", "show", str(w), "--split", "holdout"], capsys, monkeypatch)
+    assert_one_line_error(code, err, "already exists", "--overwrite")
+    code, _, err = run(["world", "show", str(w), "--split", "holdout", "--overwrite"], capsys, monkeypatch)
     assert_one_line_error(code, err, "splits.json", "holdout")
 
 

@@ -1,7 +1,9 @@
 """The `finevl` command: parses arguments and dispatches; the work lives in the library.
 
-User errors (`FinevlError`) print as one line on stderr with exit status 1; bad arguments
-get click's usage message with exit status 2.
+User errors (`FinevlError`, and OS errors such as a full disk) print as one line on stderr,
+`error: ...`, with exit status 1; Ctrl-C exits 130 after removing temporaries; bad arguments
+get click's usage message with exit status 2. Every output goes through
+`finevl.data.files.claim_output` before any work (the output policy, docs/cli.md).
 """
 
 from __future__ import annotations
@@ -60,9 +62,26 @@ WeightsOpt = Annotated[
     Path | None, typer.Option("--weights", help="Weights (.safetensors or open_clip_train .pt).")
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the JSON results here.")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs (only ones finevl wrote).")
+]
 OnBad = Annotated[
     str, typer.Option("--on-bad-image", help="'error' stops at a bad image; 'skip' counts and skips it.")
 ]
+
+
+def _claim(overwrite: bool, *files: Path | str | None) -> None:
+    """The output policy, before any work: each file output may be written (docs/cli.md)."""
+    from finevl.data.files import claim_output
+
+    for path in files:
+        claim_output(path, overwrite)
+
+
+def _claim_folder(path: Path | str, overwrite: bool = False) -> None:
+    from finevl.data.files import claim_output
+
+    claim_output(path, overwrite, folder=True)
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -128,10 +147,12 @@ def world_show(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Images to show.")] = 48,
     split: Annotated[str | None, typer.Option("--split", help="Only this split (train, val, test).")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write an HTML gallery: images, masks overlaid, coarse and fine captions, facts."""
     from finevl.report.gallery import write_gallery
 
+    _claim(overwrite, out or world / "gallery.html")
     _emit(write_gallery(world, out, limit=limit, split=split))
 
 
@@ -155,9 +176,12 @@ def data_tokenizer(
     folder: Annotated[Path, typer.Argument(help="A dataset folder whose text to learn.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the tokenizer.")],
     max_length: Annotated[int, typer.Option("--max-length", help="Longest text, in tokens.")] = 128,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a word-level tokenizer on a dataset's text; saved as PreTrainedTokenizerFast."""
     from finevl.data.tokenizer import corpus_texts, train_word_tokenizer
+
+    _claim_folder(out, overwrite)
 
     tok = train_word_tokenizer(corpus_texts(folder), out, max_length=max_length)
     _emit({"tokenizer": str(out), "vocab_size": len(tok), "max_length": max_length})
@@ -205,11 +229,14 @@ def clip_zeroshot(
     ] = None,
     on_bad_image: OnBad = "error",
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Zero-shot classification with prompt ensembling: acc1, acc5, mean per-class recall."""
     from finevl.apps.zeroshot import TEMPLATES, folder_labels, world_labels, zeroshot_classify
     from finevl.data.images import ImageLoader
     from finevl.models.clip import load_clip
+
+    _claim(overwrite, out)
 
     if (world is None) == (folder is None):
         raise FinevlError("give exactly one of --world or --folder")
@@ -250,11 +277,14 @@ def clip_retrieval(
         int, typer.Option("--examples", help="Keep the top-3 images of the first N queries.")
     ] = 0,
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Image-text retrieval recall@1/5/10 both ways (CLIP_benchmark definitions)."""
     from finevl.apps.retrieval import retrieval_with_examples
     from finevl.data.imagetext import load_image_text
     from finevl.models.clip import load_clip
+
+    _claim(overwrite, out)
 
     clip = load_clip(model, weights)
     dataset = load_image_text(data, clip.image_size, split=split, limit=limit)
@@ -282,12 +312,15 @@ def clip_caption(
     split: Annotated[str | None, typer.Option("--split", help="Split of --data.")] = "test",
     pool_split: Annotated[str | None, typer.Option("--pool-split", help="Split of --pool.")] = "train",
     pool_captions: Annotated[str, typer.Option("--pool-captions", help="'fine', 'refs' or 'all'.")] = "all",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Retrieval-based captioning: each image gets the pool caption closest to it."""
     from finevl.apps.retrieval import caption_by_retrieval, caption_pool
     from finevl.data.imagetext import load_image_text
     from finevl.data.jsonio import write_json_atomic
     from finevl.models.clip import load_clip
+
+    _claim(overwrite, out)
 
     clip = load_clip(model, weights)
     images = load_image_text(data, clip.image_size, split=split)
@@ -335,6 +368,7 @@ def caption_generate(
     beams: Annotated[int, typer.Option("--beams", help="Beam width.")] = 3,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="At most 64.")] = 20,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N images.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Caption images with a trained captioner (its own CLIP computes the image tokens)."""
     from finevl.apps.captioning import generate_captions
@@ -342,6 +376,8 @@ def caption_generate(
     from finevl.data.jsonio import write_json_atomic
     from finevl.models.captioner import load_captioner
     from finevl.models.clip import load_clip
+
+    _claim(overwrite, out)
 
     bundle = load_captioner(model)
     clip = load_clip(bundle.model.config.clip_model)
@@ -369,11 +405,13 @@ def finecap_eval(
     ] = None,
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="METEOR needs Java.")] = True,
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score generated captions: n-gram metrics per criterion, fact P/R/F1, CLIP-S, R@k."""
     from finevl.apps.caption_eval import evaluate_captions
     from finevl.models.clip import load_clip
 
+    _claim(overwrite, out)
     result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor, images=images)
     if out:
         from finevl.data.jsonio import write_json_atomic
@@ -396,9 +434,11 @@ def stic_base(config: BaseConfig, resume: ResumeOpt = False) -> None:
 
 @stic_app.command("prefs")
 @config_options(PrefsConfig)
-def stic_prefs(config: PrefsConfig) -> None:
+def stic_prefs(config: PrefsConfig, overwrite: OverwriteOpt = False) -> None:
     """Stage 1 data: preferred (step-by-step) and dispreferred (hallucination/corruption) answers."""
     from finevl.train.stic.prefs import make_preferences
+
+    _claim(overwrite, config.out)
 
     with _progress(2 * config.images, "answers") as bar:
         task = bar.add_task("generate", total=2 * config.images)
@@ -430,9 +470,11 @@ def stic_dift(config: DiftConfig, resume: ResumeOpt = False) -> None:
 def stic_quickstart(config: PipelineConfig) -> None:
     """A small STIC run: base, preferences, DPO, DIFT, each evaluated (results/vqa-*.json)."""
     from finevl.apps.vqa_eval import evaluate_on_world
+    from finevl.data.files import claim_run_folder
     from finevl.data.jsonio import write_json_atomic
     from finevl.train.stic.pipeline import run_base, stic_variant
 
+    claim_run_folder(config.out)
     with _progress(None, "STIC pipeline") as bar:
         task = bar.add_task("stages", total=None)
         base, instructions = run_base(config)
@@ -465,11 +507,14 @@ def vqa_eval(
     ] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Exact-match accuracy per question family on normalised answers (+ description facts)."""
     from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, model_label, read_questions
     from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
     from finevl.models.lvlm import load_lvlm
+
+    _claim(overwrite, out, answers)
 
     if (data is None) == (questions is None):
         raise FinevlError("give either --data (a world) or --questions (with --images)")
@@ -506,9 +551,11 @@ def region_train(config: RegionTrainConfig, resume: ResumeOpt = False) -> None:
 
 @region_app.command("eval")
 @config_options(RegionEvalConfig)
-def region_eval(config: RegionEvalConfig) -> None:
+def region_eval(config: RegionEvalConfig, overwrite: OverwriteOpt = False) -> None:
     """Classification (SS, S-IoU), open-vocab segmentation (mIoU, PQ), captioning, description."""
-    from finevl.apps.region_eval import evaluate_regions, write_region_results
+    from finevl.apps.region_eval import answers_file, evaluate_regions, write_region_results
+
+    _claim(overwrite, config.out, answers_file(config.out))
 
     with _progress(None, "region questions") as bar:
         task = bar.add_task("ask", total=None)
@@ -538,8 +585,10 @@ def region_ask(
 def region_quickstart(config: RegionPipelineConfig) -> None:
     """A small Osprey run: LM, stages 1-3, evaluated (results/region.json + answers)."""
     from finevl.apps.region_eval import evaluate_regions, write_region_results
+    from finevl.data.files import claim_run_folder
     from finevl.train.region.pipeline import run_chain
 
+    claim_run_folder(config.out)
     with _progress(None, "region pipeline") as bar:
         task = bar.add_task("stages", total=None)
         model = run_chain(config)
@@ -554,6 +603,18 @@ def region_quickstart(config: RegionPipelineConfig) -> None:
         result, records = evaluate_regions(eval_cfg, progress=lambda k: bar.advance(task, k))
     write_region_results(eval_cfg.out, result, records)
     _emit({"model": model, "metrics": result["metrics"]})
+
+
+def _edit_report(advance: Any, snaps: Path) -> Any:
+    """The edit's per-step callback: the progress bar, and the snapshots under `snaps`."""
+
+    def report(step: int, losses: dict, snap: Any) -> None:
+        advance()
+        if snap is not None:
+            snaps.mkdir(parents=True, exist_ok=True)
+            snap.save(snaps / f"step_{step + 1:05d}.png")
+
+    return report
 
 
 @app.command("edit")
@@ -582,9 +643,11 @@ def edit(
     keep_outside: Annotated[float, typer.Option("--keep-outside", help="Preservation weight.")] = 10.0,
     save_every: Annotated[int, typer.Option("--save-every", help="Save the image every N steps.")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random views.")] = 0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Edit an image toward a text with CLIP (or rank candidate edits by the same objective)."""
     from finevl.apps.editing import EditSettings, before_after, edit_image, rank_candidates
+    from finevl.data.files import atomic_dir
     from finevl.data.images import load_image
     from finevl.data.jsonio import write_json_atomic
     from finevl.data.regions import read_mask_png
@@ -597,6 +660,10 @@ def edit(
         raise FinevlError(f"--save-every must be >= 0, not {save_every}")
     if candidate and mask:
         raise FinevlError("--mask does not apply to --candidate ranking (candidates are whole images)")
+    if not candidate and out is None:
+        raise FinevlError("--out (a folder for the edit) is required")
+    if out is not None:
+        _claim_folder(out, overwrite)
     picture = load_image(image)
     area = read_mask_png(mask) if mask else None
     clip = load_clip(model)
@@ -608,26 +675,22 @@ def edit(
             "task": "edit_ranking",
             "ranking": [{**r, "image": str(candidate[r["index"]])} for r in ranked],
         }
+        if out is not None:
+            with atomic_dir(out) as tmp:
+                write_json_atomic(tmp / "edit.json", result)
     else:
-        if out is None:
-            raise FinevlError("--out (a folder for the edit) is required")
-        snaps = out / "steps"
-        with _progress(steps, "edit") as bar:
-            task = bar.add_task("edit", total=steps)
-
-            def report(step: int, losses: dict, snap: Any) -> None:
-                bar.advance(task)
-                if snap is not None:
-                    snaps.mkdir(parents=True, exist_ok=True)
-                    snap.save(snaps / f"step_{step + 1:05d}.png")
-
-            edited, summary = edit_image(clip, picture, target, source, area, settings, report, save_every)
-        out.mkdir(parents=True, exist_ok=True)
-        edited.save(out / "edited.png")
-        before_after(picture, edited).save(out / "before_after.png")
-        result = {"task": "edit", "image": str(image), "target": target, "source": source, **summary}
-    if out is not None:
-        write_json_atomic(out / "edit.json", result)
+        assert out is not None
+        with atomic_dir(out) as tmp:  # the folder appears whole, or not at all
+            with _progress(steps, "edit") as bar:
+                task = bar.add_task("edit", total=steps)
+                report = _edit_report(lambda: bar.advance(task), tmp / "steps")
+                edited, summary = edit_image(
+                    clip, picture, target, source, area, settings, report, save_every
+                )
+            edited.save(tmp / "edited.png")
+            before_after(picture, edited).save(tmp / "before_after.png")
+            result = {"task": "edit", "image": str(image), "target": target, "source": source, **summary}
+            write_json_atomic(tmp / "edit.json", result)
     _emit(result)
 
 
@@ -644,11 +707,14 @@ def score(
     on_bad_image: OnBad = "error",
     out: OutOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write per-item scores as CSV.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """CLIP-S (2.5 * max(cos, 0)) and RefCLIP-S per image-caption pair, and their means."""
     from finevl.apps.score import read_score_input, score_rows, write_items_csv
     from finevl.data.images import ImageLoader
     from finevl.models.clip import load_clip
+
+    _claim(overwrite, out, csv_out)
 
     rows = read_score_input(pairs)
     result = score_rows(load_clip(model, weights), rows, prefix, ImageLoader(on_bad_image))  # type: ignore[arg-type]
@@ -664,11 +730,14 @@ def index_build(
     out: Annotated[Path, typer.Option("--out", help="Index folder to write.")],
     weights: WeightsOpt = None,
     on_bad_image: OnBad = "error",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Embed a collection's images and keep them in a faiss index on disk."""
     from finevl.apps.search import build_index, collect_images
     from finevl.data.images import ImageLoader
     from finevl.models.clip import load_clip
+
+    _claim_folder(out, overwrite)
 
     paths = collect_images(images)
     clip = load_clip(model, weights)
@@ -736,6 +805,7 @@ def moderate(
     on_bad_image: OnBad = "error",
     out: OutOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-image scores and flags as CSV.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Flag images by natural-language criteria (prompts vs contrast prompts), thresholds
     calibrated on a small labelled set; precision and recall where labels are given."""
@@ -744,6 +814,7 @@ def moderate(
     from finevl.data.images import ImageLoader
     from finevl.models.clip import load_clip
 
+    _claim(overwrite, out, csv_out, save_policy)
     pol = mod.load_policy(policy or mod.DEMO_POLICY)
     clip = load_clip(model, weights)
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
@@ -783,9 +854,12 @@ def report(
     caption_run: Annotated[
         list[Path] | None, typer.Option("--caption-run", help="Captioning runs whose curves to plot.")
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """One HTML report from saved results: training curve, zero-shot, retrieval, captioning."""
     from finevl.report.report import write_report
+
+    _claim(overwrite, out)
 
     _emit(write_report(out, list(results or []), run, world, gallery, caption_run))
 
@@ -797,15 +871,37 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # TRL calls transformers' renamed APIs (gradient_checkpointing -> activation_...)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
+    sys.exit(run_app())
+
+
+def run_app(args: list[str] | None = None) -> int:
+    """Run the app on `args` (default: sys.argv); the exit status (docs/cli.md): 0 done,
+    1 a user error (one `error:` line on stderr), 2 a usage error, 130 interrupted (Ctrl-C)."""
+    from finevl.data.files import remove_live_temps
+
     try:
-        app()
+        app(args=args)  # standalone: usage errors, --help and Ctrl-C end in SystemExit
+        return 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        if code == 130:
+            remove_live_temps()
+            _error("interrupted")
+        return code
     except FinevlError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        _error(str(e))
+        return 1
     except OSError as e:  # unwritable folder, full disk, ...: the user's to fix, said in one line
         where = f"{e.filename}: " if e.filename else ""
-        typer.echo(f"error: {where}{e.strerror or e}", err=True)
-        sys.exit(1)
+        _error(f"{where}{e.strerror or e}")
+        return 1
+    finally:
+        remove_live_temps()
+
+
+def _error(message: str) -> None:
+    """The one error line: `error: ` and the message, on stderr."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import atomic_dir
 from finevl.data.formats import IMAGE_SUFFIXES, image_folder
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import read_json, write_json_atomic
@@ -60,8 +60,6 @@ def build_index(
     if index is None:
         raise FinevlError("no readable images to index")
     out = Path(out)
-    tmp = temp_sibling(out)
-    faiss.write_index(index, str(tmp / INDEX_FILE))
     meta = {
         "model": model_spec,
         "weights": weights,
@@ -70,8 +68,9 @@ def build_index(
         "paths": kept,
         "skipped": loader.skipped,
     }
-    write_json_atomic(tmp / META_FILE, meta)
-    replace_dir(tmp, out)
+    with atomic_dir(out) as tmp:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        write_json_atomic(tmp / META_FILE, meta)
     return {"index": str(out), "count": index.ntotal, "dim": index.d, "skipped_images": len(loader.skipped)}
 
 

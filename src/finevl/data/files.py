@@ -102,7 +102,7 @@ def claim_output(
     ...         claim_output(Path(d, "mine.txt"), overwrite=True)
     ...     except FinevlError as e:
     ...         print(str(e).split(": ", 1)[1])
-    not written by finevl (or changed since); finevl will not replace it
+    exists and was not written by finevl; choose another output path
     """
     if path is None:
         return None
@@ -117,16 +117,27 @@ def claim_output(
             raise FinevlError(f"{path}: is a folder; give a file name for this output")
         empty_folder = folder and not any(path.iterdir())
         if not empty_folder:
+            if not written_by_finevl(path, legacy):
+                raise FinevlError(f"{path}: exists and was not written by finevl; choose another output path")
             if not overwrite:
                 raise FinevlError(f"{path}: already exists; pass --overwrite to replace it")
-            if not written_by_finevl(path, legacy):
-                raise FinevlError(
-                    f"{path}: not written by finevl (or changed since); finevl will not replace it"
-                )
         if not os.access(path, os.W_OK):
             raise FinevlError(f"{path}: read-only")
     if not folder:
         _claimed.add(path.absolute())
+    return path
+
+
+def make_own_folder(path: str | Path) -> Path:
+    """Create `path` (a folder finevl fills in place, such as a training run) with the
+    `MARKER`, so that it is recognised as finevl's own."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.exists():
+        from finevl import __version__
+
+        marker.write_text(json.dumps({"written_by": "finevl", "version": __version__}) + "\n")
     return path
 
 
@@ -144,10 +155,7 @@ def temp_sibling(out: str | Path, tag: str = "tmp") -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _live_temps.add(tmp)
-    from finevl import __version__
-
-    (tmp / MARKER).write_text(json.dumps({"written_by": "finevl", "version": __version__}) + "\n")
-    return tmp
+    return make_own_folder(tmp)
 
 
 def replace_dir(tmp: Path, out: Path, legacy: tuple[str, ...] = ()) -> None:
@@ -203,6 +211,15 @@ def atomic_dir(out: str | Path, legacy: tuple[str, ...] = ()) -> Iterator[Path]:
         raise
 
 
+def claim_run_folder(path: str | Path) -> Path:
+    """A folder a command fills in place and continues when run again (a pipeline): an
+    existing one is used only when finevl made it; a new one is created with the `MARKER`."""
+    path = Path(path)
+    if not (path.is_dir() and not path.is_symlink() and written_by_finevl(path)):
+        claim_output(path, folder=True)
+    return make_own_folder(path)
+
+
 def remove_stale_temps(folder: Path, prefix: str) -> None:
     """Remove temporaries (`.PREFIX.tmp-PID`, `.PREFIX.old-PID`) that a killed process left
     inside one of finevl's own folders."""
@@ -211,7 +228,8 @@ def remove_stale_temps(folder: Path, prefix: str) -> None:
 
 
 @atexit.register
-def _remove_live_temps() -> None:
+def remove_live_temps() -> None:
+    """Remove the temporaries this process made and did not put in place (Ctrl-C, error)."""
     for tmp in list(_live_temps):
         shutil.rmtree(tmp, ignore_errors=True)
     _live_temps.clear()

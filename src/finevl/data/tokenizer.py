@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import atomic_dir
 from finevl.errors import FinevlError
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
@@ -48,9 +48,8 @@ def train_word_tokenizer(texts: Iterable[str], out_dir: str | Path, max_length: 
         additional_special_tokens=["<image>"],
         model_max_length=max_length,
     )
-    tmp = temp_sibling(out_dir)
-    fast.save_pretrained(str(tmp))
-    replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        fast.save_pretrained(str(tmp))
     return fast
 
 

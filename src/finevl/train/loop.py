@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import atomic_dir, claim_output, make_own_folder, remove_stale_temps
 from finevl.data.jsonio import read_json, write_json_atomic, write_text_atomic
 from finevl.errors import FinevlError
 
@@ -62,11 +62,10 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
 def save_checkpoint(run: Path, model: Any, opt: Any, sched: Any, step: int, summary: dict[str, Any]) -> None:
     """Write `run/checkpoint/` atomically: the model (anything with `.save(dir)`), optimizer and
     scheduler state (`state.pt`, read back with weights_only=True) and progress."""
-    tmp = temp_sibling(run / "checkpoint")
-    model.save(tmp / "model")
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "state.pt")
-    write_json_atomic(tmp / "progress.json", {"step": step, **summary})
-    replace_dir(tmp, run / "checkpoint")
+    with atomic_dir(run / "checkpoint", legacy=("progress.json",)) as tmp:
+        model.save(tmp / "model")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "state.pt")
+        write_json_atomic(tmp / "progress.json", {"step": step, **summary})
 
 
 def resume_state(run: Path, opt: Any, sched: Any) -> int:
@@ -95,16 +94,19 @@ def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
     trainer's config dataclass with `out` and `model`; resuming needs the same settings."""
     run = Path(cfg.out)
     ckpt_model = run / "checkpoint" / "model"
-    if resume and ckpt_model.is_dir():
+    if resume and not run.is_symlink() and (run / "config.json").is_file():
         saved = read_json(run / "config.json")
-        if {k: v for k, v in saved.items() if k not in ("max_minutes",)} != {
+        if not isinstance(saved, dict) or {k: v for k, v in saved.items() if k not in ("max_minutes",)} != {
             k: v for k, v in asdict(cfg).items() if k not in ("max_minutes",)
         }:
             raise FinevlError(f"{run}: --resume with different settings than {run / 'config.json'}")
-        return run, ckpt_model
-    if run.exists() and any(run.iterdir()) and not resume:
-        raise FinevlError(f"{run}: run folder is not empty; pass --resume to continue it")
-    run.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run, "checkpoint")  # a kill during a checkpoint's write
+        return run, ckpt_model if ckpt_model.is_dir() else cfg.model
+    if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
+        hint = "pass --resume to continue it" if (run / "config.json").is_file() else "choose another --out"
+        raise FinevlError(f"{run}: run folder is not empty; {hint}")
+    claim_output(run, folder=True)  # never a user's file, a link, or a read-only place
+    make_own_folder(run)
     write_json_atomic(run / "config.json", asdict(cfg))
     return run, cfg.model
 

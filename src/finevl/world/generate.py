@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.files import claim_output, replace_dir, temp_sibling
 from finevl.data.jsonio import StreamedJson, dumps, write_json_atomic
 from finevl.data.shards import ShardSet, write_sizes
-from finevl.errors import FinevlError
 from finevl.world.annotate import CATEGORIES, build_image
 from finevl.world.config import WorldConfig
 
 WORLD_VERSION = 1
 SPLITS = ("train", "val", "test")
+LEGACY = ("world.json",)  # worlds written before the output marker
 CHUNK = 128
 
 
@@ -139,13 +139,7 @@ class _Writers:
 
 
 def _prepare(out: Path, overwrite: bool) -> Path:
-    if out.exists() and not out.is_dir():
-        raise FinevlError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not (out / "world.json").is_file():
-            raise FinevlError(f"{out}: folder is not empty and holds no world; choose another --out")
-        if not overwrite:
-            raise FinevlError(f"{out}: folder holds a world; pass --overwrite to replace it")
+    claim_output(out, overwrite, folder=True, legacy=LEGACY)
     tmp = temp_sibling(out)
     (tmp / "images").mkdir()
     return tmp
@@ -189,7 +183,7 @@ def generate_world(
         )
         summary = {"name": "FineShapes", "version": WORLD_VERSION, "config": asdict(config), "counts": counts}
         write_json_atomic(tmp / "world.json", summary)
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, LEGACY)
     except BaseException:
         results.close()  # stop the workers before their folder goes
         shutil.rmtree(tmp, ignore_errors=True)

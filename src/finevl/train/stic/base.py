@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from finevl.data.conversations import write_conversations
+from finevl.data.files import claim_output, make_own_folder
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.data.tokenizer import load_tokenizer, train_word_tokenizer
 from finevl.errors import FinevlError
@@ -54,9 +55,11 @@ def _check_settings(cfg: BaseConfig, resume: bool) -> None:
     if resume and saved.is_file():
         if read_json(saved) != asdict(cfg):
             raise FinevlError(f"{cfg.out}: --resume with different settings than {saved}")
-    elif Path(cfg.out).exists() and any(Path(cfg.out).iterdir()):
+        return
+    if Path(cfg.out).is_dir() and any(Path(cfg.out).iterdir()):
         raise FinevlError(f"{cfg.out}: run folder is not empty; pass --resume to continue it")
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    claim_output(cfg.out, folder=True)
+    make_own_folder(cfg.out)
     write_json_atomic(saved, asdict(cfg))
 
 

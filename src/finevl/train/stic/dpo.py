@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from finevl.data.files import claim_output, make_own_folder
 from finevl.data.images import ImageCache
 from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
@@ -104,13 +105,15 @@ def train_dpo(cfg: DpoConfig, progress: Callable[[int], None] | None = None) -> 
     """Stage 1: DPO + SFT regulariser with LoRA. Writes `out/adapter` and, with `merge`,
     `out/model` (the merged model), the TRL log as `out/log.jsonl` and `out/summary.json`."""
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         raise FinevlError(f"{out}: run folder is not empty")
+    claim_output(out, folder=True)
     data = Path(cfg.data or Path(cfg.prefs).parent)
     records, dropped = read_preferences(cfg.prefs, data)
     if not records:
         raise FinevlError(f"{cfg.prefs}: no usable preference record (filtered: {dropped})")
     lvlm = load_lvlm(cfg.model)
+    make_own_folder(out)
     torch.manual_seed(cfg.seed)
     trainer = dpo_trainer(lvlm, dpo_rows(records, ImageCache(data), cfg.drop_image), cfg, out)
     from transformers.trainer_callback import PrinterCallback
