@@ -19,7 +19,13 @@ import typer
 
 from finevl.errors import FinevlError
 from finevl.options import config_options
-from finevl.train.config import CaptionTrainConfig, ClipTrainConfig, GrammarTrainConfig, ScstConfig
+from finevl.train.config import (
+    CaptionTrainConfig,
+    ClipTrainConfig,
+    GrammarTrainConfig,
+    ScstConfig,
+    TowerTrainConfig,
+)
 from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig, RegionTrainConfig
 from finevl.train.stic.config import BaseConfig, DiftConfig, DpoConfig, PipelineConfig, PrefsConfig
 from finevl.world.config import WorldConfig
@@ -211,6 +217,16 @@ def clip_train(config: ClipTrainConfig, resume: ResumeOpt = False) -> None:
     from finevl.train.contrastive import train_clip
 
     _train(train_clip, config, resume)
+
+
+@clip_app.command("tower")
+@config_options(TowerTrainConfig)
+def clip_tower(config: TowerTrainConfig, resume: ResumeOpt = False) -> None:
+    """Train the image tower on a world's attributes (or a linear probe of it, --freeze):
+    what it sees, per attribute; the image side of LiT (then clip train --lock-image)."""
+    from finevl.train.tower import train_tower
+
+    _train(train_tower, config, resume)
 
 
 @clip_app.command("zeroshot")
@@ -412,6 +428,8 @@ def finecap_eval(
     from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
+    if images is not None and ann.is_dir():
+        raise FinevlError(f"{images}: --images is for a FineCapEval CSV --ann, not a world folder")
     result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor, images=images)
     if out:
         from finevl.data.jsonio import write_json_atomic

@@ -130,6 +130,8 @@ def labelled_set(
         paths = [source / "images" / f for f in labels.file_names]
         return paths, {c.name: labels.truth(c.label) for c in policy.criteria}  # type: ignore[arg-type]
     rows = [(n, r) for n, r in iter_jsonl(source)]
+    if not rows:
+        raise FinevlError(f"{source}: no labelled images")
     truth: dict[str, list[bool]] = {c.name: [] for c in policy.criteria}
     for lineno, r in rows:
         for c in policy.criteria:

@@ -30,7 +30,7 @@ def collect_images(sources: list[Path]) -> list[Path]:
             raise FinevlError(f"{src}: not an image file or folder")
     paths = sorted(set(p.resolve() for p in paths))
     if not paths:
-        raise FinevlError("no images to index")
+        raise FinevlError(f"{', '.join(map(str, sources))}: no images found")
     return paths
 
 

@@ -113,6 +113,8 @@ class ImageTextSet:
         by_image: dict[str, list[str]] = {}
         for pair in read_pairs(path):
             by_image.setdefault(pair.image, []).append(pair.text)
+        if not by_image:
+            raise FinevlError(f"{path}: no image-text pairs")
         rows = [(k, p, loader(p), texts, None) for k, (p, texts) in enumerate(by_image.items())]
         return cls.from_rows(rows, side)
 

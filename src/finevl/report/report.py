@@ -248,6 +248,8 @@ def write_report(
     caption_runs: list[Path] | None = None,
 ) -> dict[str, Any]:
     """Write the report to `out` (self-contained HTML); returns what it holds."""
+    if world is not None and not (Path(world) / "images").is_dir():
+        raise FinevlError(f"{world}: not a world folder (no images/)")
     zeroshot, retrieval, captioning, vqa, regions, editing = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
