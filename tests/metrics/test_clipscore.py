@@ -45,7 +45,8 @@ def test_clip_s_matches_torchmetrics_per_pair(hf_clip, tmp_path):
 def test_refclip_s_is_the_harmonic_mean():
     s = torch.tensor([1.0, 0.0, 2.0])
     cos = torch.tensor([0.5, 0.9, -0.2])
-    assert torch.allclose(refclip_s(s, cos), torch.tensor([2 * 1.0 * 0.5 / 1.5, 0.0, 0.0]))
+    # Hessel: the raw best reference cosine, not clamped at 0 (the third pair)
+    assert torch.allclose(refclip_s(s, cos), torch.tensor([2 * 1.0 * 0.5 / 1.5, 0.0, 2 * 2.0 * -0.2 / 1.8]))
     assert torch.allclose(refclip_s(s, cos, variant="j"), torch.tensor([2 * 1.25 / 2.25, 0.0, 0.0]))
 
 

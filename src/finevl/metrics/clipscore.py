@@ -31,8 +31,14 @@ def best_reference_cosine(text_features: torch.Tensor, refs: list[torch.Tensor])
 def refclip_s(
     clip_scores: torch.Tensor, ref_cosine: torch.Tensor, w: float = W, variant: str = "hessel"
 ) -> torch.Tensor:
-    """Harmonic mean of CLIP-S and the reference side (raw cosine, or w*max(cos,0) for 'j')."""
-    ref = w * ref_cosine.clamp(min=0) if variant == "j" else ref_cosine.clamp(min=0)
+    """Harmonic mean of CLIP-S and the reference side: Hessel's raw best cosine (as in the
+    authors' code; it may be negative), or w * max(cos, 0) for seed 000's 'j' variant. A pair
+    whose two sides sum to <= 0 scores 0.
+
+    >>> refclip_s(torch.tensor([2.0]), torch.tensor([-0.2]))
+    tensor([-0.4444])
+    """
+    ref = w * ref_cosine.clamp(min=0) if variant == "j" else ref_cosine
     total = clip_scores + ref
     return torch.where(total > 0, 2 * clip_scores * ref / total.clamp(min=1e-12), torch.zeros_like(total))
 
