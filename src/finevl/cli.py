@@ -347,6 +347,56 @@ def clip_caption(
     _emit({"predictions": str(out), "images": len(preds), "pool": len(texts)})
 
 
+@clip_app.command("compose")
+def clip_compose(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", help="Results JSON.")],
+    weights: WeightsOpt = None,
+    world: Annotated[
+        Path | None, typer.Option("--world", help="A FineShapes world (pairs made from its scenes).")
+    ] = None,
+    sugarcrepe: Annotated[
+        Path | None, typer.Option("--sugarcrepe", help="Or: SugarCrepe's folder of category JSON files.")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="The COCO val2017 images of --sugarcrepe.")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of the world, or 'all'.")] = "test",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="First N world images / pairs per category.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the world's pairs.")] = 0,
+    on_bad_image: OnBad = "error",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Compositional accuracy (SugarCrepe categories), next to a text-only baseline."""
+    from finevl.apps.compose import compose_eval
+    from finevl.data.images import ImageLoader
+    from finevl.data.sugarcrepe import read_sugarcrepe
+    from finevl.models.clip import load_clip
+    from finevl.world.compose import world_pairs
+
+    _claim(overwrite, out)
+    if (world is None) == (sugarcrepe is None) or (sugarcrepe is not None) != (images is not None):
+        raise FinevlError("give --world, or --sugarcrepe with --images")
+    if world is not None:
+        made = world_pairs(world, None if split == "all" else split, limit, seed)
+        pairs, extra = made.pairs, {"dropped": made.dropped, "balanced_out": made.balanced_out}
+    else:
+        pairs, extra = read_sugarcrepe(sugarcrepe, images, limit), {"dropped": {}}  # type: ignore[arg-type]
+    loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
+    clip = load_clip(model, weights)
+    paths = len({p.image for p in pairs})
+    with _progress(paths, "embedding") as bar:
+        task = bar.add_task("images", total=paths)
+        result = compose_eval(clip, pairs, loader, lambda k: bar.advance(task, k))
+    dataset = f"{world}:{split}:seed{seed}" if world else f"sugarcrepe:{sugarcrepe}"
+    _write(
+        {"dataset": dataset, "model": model, "task": "compositionality", **result, **extra},
+        out,
+    )
+
+
 @caption_app.command("train")
 @config_options(CaptionTrainConfig)
 def caption_train(config: CaptionTrainConfig, resume: ResumeOpt = False) -> None:
@@ -635,6 +685,18 @@ def _edit_report(advance: Any, snaps: Path) -> Any:
     return report
 
 
+def _edit_input(path: Path) -> Any:
+    """An image `finevl edit` can work on: readable, and at least MIN_SIDE px a side."""
+    from finevl.apps.editing import MIN_SIDE
+    from finevl.data.images import load_image
+
+    picture = load_image(path)
+    if min(picture.size) < MIN_SIDE:
+        w, h = picture.size
+        raise FinevlError(f"{path}: the image is {w}x{h}; finevl edit needs at least {MIN_SIDE} px a side")
+    return picture
+
+
 @app.command("edit")
 def edit(
     model: ModelOpt,
@@ -666,7 +728,6 @@ def edit(
     """Edit an image toward a text with CLIP (or rank candidate edits by the same objective)."""
     from finevl.apps.editing import EditSettings, before_after, edit_image, rank_candidates
     from finevl.data.files import atomic_dir
-    from finevl.data.images import load_image
     from finevl.data.jsonio import write_json_atomic
     from finevl.data.regions import read_mask_png
     from finevl.models.clip import load_clip
@@ -682,12 +743,12 @@ def edit(
         raise FinevlError("--out (a folder for the edit) is required")
     if out is not None:
         _claim_folder(out, overwrite)
-    picture = load_image(image)
+    picture = _edit_input(image)
     area = read_mask_png(mask) if mask else None
     clip = load_clip(model)
     if candidate:
         ranked = rank_candidates(
-            clip, picture, [load_image(c) for c in candidate], target, source, keep_outside
+            clip, picture, [_edit_input(c) for c in candidate], target, source, keep_outside
         )
         result = {
             "task": "edit_ranking",

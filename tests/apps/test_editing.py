@@ -114,7 +114,7 @@ def test_bad_input_is_one_clear_line(world, clip_dir, tmp_path, capsys, monkeypa
             ["--image", image, "--target", "a star", "--mask", image, "--candidate", image],
             "--mask does not apply",
         ),
-        (["--image", str(tiny), "--target", "a star"], "the image is 4x4: at least 8 px a side"),
+        (["--image", str(tiny), "--target", "a star"], f"{tiny}: the image is 4x4; finevl edit needs"),
     ]
     for args, message in cases:
         code, _, err = run([*base, *args], capsys, monkeypatch)
