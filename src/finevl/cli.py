@@ -377,7 +377,13 @@ def clip_compose(
     from finevl.world.compose import world_pairs
 
     _claim(overwrite, out)
-    if (world is None) == (sugarcrepe is None) or (sugarcrepe is not None) != (images is not None):
+    if world is not None and sugarcrepe is not None:
+        raise FinevlError(f"{sugarcrepe}: give --world or --sugarcrepe, not both")
+    if sugarcrepe is not None and images is None:
+        raise FinevlError(f"{sugarcrepe}: --sugarcrepe needs --images (the COCO val2017 folder)")
+    if sugarcrepe is None and images is not None:
+        raise FinevlError(f"{images}: --images goes with --sugarcrepe")
+    if world is None and sugarcrepe is None:
         raise FinevlError("give --world, or --sugarcrepe with --images")
     if world is not None:
         made = world_pairs(world, None if split == "all" else split, limit, seed)
