@@ -108,9 +108,11 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise FinevlError(f"{path}: {where}malformed YAML ({problem})") from None
+        # a reader error (a forbidden character) knows its position only
+        position = text.count("\n", 0, getattr(e, "position", 0))
+        line = (mark.line if mark is not None else position) + 1
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise FinevlError(f"{path}: line {line}: malformed YAML ({problem})") from None
 
 
 def dumps(obj: Any) -> str:
