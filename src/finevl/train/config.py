@@ -39,6 +39,10 @@ class ClipTrainConfig:
         metadata={"help": "Draw each batch from one group of this fact criterion (e.g. background)."},
     )
     split: str = field(default="train", metadata={"help": "Split of a world folder to train on."})
+    lock_image: bool = field(
+        default=False,
+        metadata={"help": "Freeze the image tower (LiT): only the text side learns to read it."},
+    )
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -161,3 +165,27 @@ def shared_fields(cls: type, source: Any, **overrides: Any) -> Any:
     names = {f.name for f in fields(cls)}
     values = {k: v for k, v in vars(source).items() if k in names}
     return cls(**{**values, **overrides})
+
+
+@dataclass
+class TowerTrainConfig(RunConfig):
+    """Settings of `finevl clip tower`: the image tower (or, with `freeze`, a linear head on
+    it) trained on a world's attributes. A probe of what a tower sees, and the image side of
+    locked-image tuning (then `finevl clip train --lock-image`)."""
+
+    model: str = field(
+        default="finevl-tiny-vit", metadata={"help": "Preset, open_clip architecture or checkpoint."}
+    )
+    steps: int = field(default=300, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=128, metadata={"help": "Images per step."})
+    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
+    warmup_steps: int = field(default=30, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (matrices only)."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Clip the gradient norm; 0: no clipping."})
+    attributes: str = field(
+        default="shape,color,size,pattern,background",
+        metadata={"help": "Comma-separated attributes the head predicts."},
+    )
+    freeze: bool = field(default=False, metadata={"help": "Train only a linear head (a linear probe)."})
+    eval_data: str = field(default="", metadata={"help": "World to measure on; empty: --data."})
+    eval_split: str = field(default="test", metadata={"help": "Split of the evaluation world."})

@@ -90,6 +90,8 @@ def _setup(
         run, start_model = prepare_run(cfg, resume=True) if resume else (Path(cfg.out), cfg.model)
     torch.manual_seed(cfg.seed)
     clip = load_clip(start_model).train()
+    if cfg.lock_image:
+        lock_image_tower(clip)
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
     if cfg.batch_size % (accelerator.num_processes * cfg.grad_accum):
         raise FinevlError(f"--batch-size {cfg.batch_size} must divide by processes x --grad-accum")
@@ -97,6 +99,17 @@ def _setup(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
     start = resume_state(run, opt, sched) if resume else 0
     return run, clip, data, opt, sched, start
+
+
+def lock_image_tower(clip: Clip) -> None:
+    """LiT: the image tower (with its projection) stops learning, batch-norm statistics
+    included, so the text tower learns to read a tower that already sees."""
+    visual = clip.inner.visual if clip.family == "open_clip" else clip.inner.vision_model
+    visual.eval()
+    for p in visual.parameters():
+        p.requires_grad = False
+    if clip.family == "hf":
+        clip.inner.visual_projection.requires_grad_(False)
 
 
 def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
