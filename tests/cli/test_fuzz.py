@@ -25,7 +25,7 @@ PATH_SETTINGS = {"data", "out", "model", "clip", "grammar", "prefs", "instructio
 OUTPUT_CASES = ("user_file_as_out", "user_folder_as_out", "read_only_folder")
 # Options of which a command needs exactly one: the first gets a valid value unless another
 # of the group is the one being fuzzed.
-ONE_OF = [("world", "folder"), ("data", "questions")]
+ONE_OF = [("world", "folder"), ("data", "questions"), ("world", "sugarcrepe")]
 EXTRA = {"index query": ["--text", "a star"]}  # what a command needs beside its paths
 
 

@@ -112,7 +112,7 @@ def test_shards_follow_open_clip_train_layout(world):
 
 def test_existing_world_is_never_overwritten_unasked(world_copy):
     before = _digest(world_copy)
-    with pytest.raises(FinevlError, match="holds a world; pass --overwrite"):
+    with pytest.raises(FinevlError, match="already exists; pass --overwrite"):
         generate_world(WorldConfig(n=5, size=64), world_copy, workers=1)
     assert _digest(world_copy) == before
 
@@ -121,7 +121,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_world(tmp_path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(FinevlError, match="holds no world"):
+    with pytest.raises(FinevlError, match="not written by finevl"):
         generate_world(WorldConfig(n=3, size=64), precious, workers=1, overwrite=True)
     assert (precious / "thesis.tex").read_text() == "years of work"
 
