@@ -310,6 +310,9 @@ def _pooled(out: Any) -> torch.Tensor:
 def _register_presets() -> None:
     import open_clip
 
+    from finevl.models.towers import register_towers
+
+    register_towers()
     open_clip.add_model_config(PRESETS)
 
 
