@@ -214,9 +214,12 @@ def _train(trainer: Any, config: Any, resume: bool) -> None:
 @config_options(ClipTrainConfig)
 def clip_train(config: ClipTrainConfig, resume: ResumeOpt = False) -> None:
     """Contrastive training (open_clip ClipLoss) on accelerate; CPU, multi-process or GPU."""
-    from finevl.train.contrastive import train_clip
+    from functools import partial
 
-    _train(train_clip, config, resume)
+    from finevl.train.contrastive import train_clip
+    from finevl.world.compose import caption_is_false, negative_vocab
+
+    _train(partial(train_clip, check=caption_is_false, default_vocab=negative_vocab()), config, resume)
 
 
 @clip_app.command("tower")

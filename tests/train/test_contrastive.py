@@ -15,6 +15,7 @@ from finevl.train.config import ClipTrainConfig
 from finevl.train.contrastive import train_clip
 from finevl.train.launch import finevl_command
 from finevl.train.loop import batch_indices, cosine_with_warmup
+from finevl.world.compose import negative_vocab
 
 WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
 
@@ -30,10 +31,12 @@ def _weights_close(a: Path, b: Path) -> float:
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
-def test_two_processes_match_one_process_on_the_whole_batch(world, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--hard-negatives", "2"]], ids=["plain", "hard-negatives"])
+def test_two_processes_match_one_process_on_the_whole_batch(world, tmp_path, extra):
     args = [
         "clip",
         "train",
+        *extra,
         "--data",
         str(world),
         "--steps",
@@ -113,3 +116,37 @@ def test_grouped_batches_stay_in_one_group_and_are_seeded(world):
         for gid in order[:-1]:  # every group but the last is taken whole, in one run
             assert seen.count(gid) == int((groups == gid).sum())
         assert seen == sorted(seen, key=order.index)
+
+
+def test_negclip_loss_is_clip_loss_without_real_negatives_and_harder_with_them():
+    import torch
+    from open_clip import ClipLoss
+
+    from finevl.train.negclip import NegClipLoss
+
+    torch.manual_seed(0)
+    img, txt = torch.nn.functional.normalize(torch.randn(2, 6, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    plain = ClipLoss()(img, txt, scale)
+    assert NegClipLoss()(img, txt, scale) == pytest.approx(plain.item())
+    masked = NegClipLoss()(img, txt, scale, txt.flip(0), torch.zeros(6, dtype=torch.bool))
+    assert masked.item() == pytest.approx(plain.item(), rel=1e-6)
+    # a negative equal to the image's own caption: the image-to-text side cannot pick it
+    hard = NegClipLoss()(img, txt, scale, txt.clone(), torch.ones(6, dtype=torch.bool))
+    assert hard.item() > plain.item() + 0.2
+
+
+def test_hard_negatives_need_facts_or_a_vocabulary(world, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    images = sorted((world / "images").glob("*.png"))[:8]
+    pairs.write_text("".join(json.dumps({"image": str(p), "caption": "a red star"}) + "\n" for p in images))
+    with pytest.raises(FinevlError, match="no facts to check negatives against; give --negative-vocab"):
+        train_clip(
+            _cfg(pairs, tmp_path / "r", hard_negatives=2, batch_size=4), default_vocab=negative_vocab()
+        )
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps(negative_vocab().to_json()))
+    summary = train_clip(
+        _cfg(pairs, tmp_path / "v", hard_negatives=2, batch_size=4, negative_vocab=str(vocab))
+    )
+    assert summary["steps"] == 2

@@ -43,12 +43,22 @@ class ClipTrainConfig:
         default=False,
         metadata={"help": "Freeze the image tower (LiT): only the text side learns to read it."},
     )
+    hard_negatives: int = field(
+        default=0,
+        metadata={"help": "K compositional negatives per caption in the image-to-text softmax (NegCLIP)."},
+    )
+    negative_vocab: str = field(
+        default="",
+        metadata={"help": "Vocabulary JSON for the negatives' word swaps; empty: the world's."},
+    )
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise FinevlError("--data and --out are required")
         if self.steps < 1 or self.batch_size < 2 or self.grad_accum < 1:
             raise FinevlError("--steps must be >= 1, --batch-size >= 2 and --grad-accum >= 1")
+        if self.hard_negatives < 0:
+            raise FinevlError("--hard-negatives must be >= 0")
         if self.lr <= 0:
             raise FinevlError("--lr must be positive")
 

@@ -7,6 +7,8 @@ step exactly as one process on the whole batch). The temperature is learnable (i
 clamped at 100). AdamW with linear warm-up and cosine decay; gradient accumulation; captions
 sampled at varying detail each step; TensorBoard logs; atomic checkpoints every
 `save_every` steps and at the end; `resume` continues a killed run bit-for-bit.
+`--hard-negatives K` adds K compositional negatives per caption to the image-to-text side
+(`negclip.NegClipLoss`), `--lock-image` freezes the image tower (LiT).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from finevl.data.hard_negatives import Check, HardNegatives, NegativeVocab
 from finevl.data.imagetext import CaptionSampler, ImageTextSet, load_image_text
 from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
@@ -34,6 +37,7 @@ from finevl.train.loop import (
     resume_state,
     save_checkpoint,
 )
+from finevl.train.negclip import NegClipLoss
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +67,50 @@ def group_ids(data: ImageTextSet, key: str) -> torch.Tensor:
 
 
 def make_batch(
-    clip: Clip, data: ImageTextSet, idx: torch.Tensor, rng: random.Random, sampler: CaptionSampler
-) -> tuple[torch.Tensor, Any]:
-    """Model-ready pixels and tokenized captions (one sampled caption per image)."""
+    clip: Clip,
+    data: ImageTextSet,
+    idx: torch.Tensor,
+    rng: random.Random,
+    sampler: CaptionSampler,
+    negatives: HardNegatives | None = None,
+) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+    """Model-ready pixels, tokenized captions (one sampled caption per image) and, with
+    `negatives`, K negatives per caption after them (rows B + i*K ...) with their mask:
+    a caption with fewer editable words is padded with itself, masked out."""
     texts = [sampler(rng, data.refs[i], data.fine[i]) for i in idx.tolist()]
-    return clip.normalize_pixels(data.images[idx]), clip.tokenize(texts)
+    pixels = clip.normalize_pixels(data.images[idx])
+    if negatives is None:
+        return pixels, clip.tokenize(texts), None
+    extra, keep = [], []
+    for i, text in zip(idx.tolist(), texts, strict=True):
+        fine = data.fine[i]
+        found = negatives(text, rng, fine.scene if fine is not None else None)
+        extra += found + [text] * (negatives.k - len(found))
+        keep += [True] * len(found) + [False] * (negatives.k - len(found))
+    return pixels, clip.tokenize(texts + extra), torch.tensor(keep)
+
+
+def text_rows(images: slice, batch: int, k: int) -> torch.Tensor:
+    """Rows of `make_batch`'s texts for a slice of its images: their captions, then their
+    negatives."""
+    own = torch.arange(images.start, images.stop)
+    return torch.cat([own, batch + torch.arange(images.start * k, images.stop * k)])
 
 
 def contrastive_step(
-    model: torch.nn.Module, loss_fn: torch.nn.Module, pixels: torch.Tensor, texts: Any
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    pixels: torch.Tensor,
+    texts: Any,
+    negative_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Forward and loss of one micro-batch (the caller backpropagates)."""
+    """Forward and loss of one micro-batch (the caller backpropagates); text rows past the
+    images' count are negatives."""
     image_features, text_features, scale = model(pixels, texts)
-    return loss_fn(image_features, text_features, scale)
+    if negative_mask is None:
+        return loss_fn(image_features, text_features, scale)
+    n = len(pixels)
+    return loss_fn(image_features, text_features[:n], scale, text_features[n:], negative_mask)
 
 
 def _setup(
@@ -112,6 +147,21 @@ def lock_image_tower(clip: Clip) -> None:
         clip.inner.visual_projection.requires_grad_(False)
 
 
+def _hard_negatives(
+    cfg: ClipTrainConfig, data: ImageTextSet, check: Check | None, default_vocab: NegativeVocab | None
+) -> HardNegatives | None:
+    if not cfg.hard_negatives:
+        return None
+    if cfg.negative_vocab:
+        return HardNegatives(NegativeVocab.from_file(cfg.negative_vocab), cfg.hard_negatives, check)
+    if default_vocab is None or not any(f is not None and f.scene for f in data.fine):
+        raise FinevlError(
+            f"--hard-negatives: {cfg.data} has no facts to check negatives against;"
+            " give --negative-vocab FILE"
+        )
+    return HardNegatives(default_vocab, cfg.hard_negatives, check)
+
+
 def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
     """Whether the time budget is spent, agreed by every process (else one would wait forever)."""
     if not cfg.max_minutes:
@@ -121,18 +171,27 @@ def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
 
 
 def train_clip(
-    cfg: ClipTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
+    cfg: ClipTrainConfig,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+    check: Check | None = None,
+    default_vocab: NegativeVocab | None = None,
 ) -> dict:
-    """Train (or resume) a CLIP run; returns the final summary (also `run/summary.json`)."""
+    """Train (or resume) a CLIP run; returns the final summary (also `run/summary.json`).
+
+    With `cfg.hard_negatives`, negatives are word swaps from `cfg.negative_vocab` (else
+    `default_vocab`), kept only where `check(negative, scene)` says false when the data has
+    scenes; data with neither scenes nor a vocabulary file is refused."""
     from accelerate import Accelerator
-    from open_clip import ClipLoss
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out)
     run, clip, data, opt, sched, start = _setup(cfg, resume, accelerator)
     world, rank = accelerator.num_processes, accelerator.process_index
     # The scheduler stays ours: accelerate's wrapper would step it once per process.
     model, opt = accelerator.prepare(clip, opt)
-    loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=rank, world_size=world)
+    loss_fn = NegClipLoss(rank=rank, world_size=world)
+    negatives = _hard_negatives(cfg, data, check, default_vocab)
+    k = negatives.k if negatives else 0
     accelerator.init_trackers("tensorboard")
     sampler, began, summary, step = CaptionSampler(), time.time(), {}, start - 1
     micro, share = cfg.batch_size // cfg.grad_accum, cfg.batch_size // cfg.grad_accum // world
@@ -143,11 +202,14 @@ def train_clip(
         else:
             idx = grouped_batch_indices(groups, cfg.batch_size, step, cfg.seed)
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        pixels, texts = make_batch(clip, data, idx, rng, sampler)  # the global batch, same on every rank
+        # the global batch, the same on every rank
+        pixels, texts, keep = make_batch(clip, data, idx, rng, sampler, negatives)
         total = 0.0
         for m in range(cfg.grad_accum):  # each process takes its share of each micro-batch
             part = slice(m * micro + rank * share, m * micro + (rank + 1) * share)
-            loss = contrastive_step(model, loss_fn, pixels[part], texts[part]) / cfg.grad_accum
+            mine = None if keep is None else keep[part.start * k : part.stop * k]
+            rows = text_rows(part, len(idx), k)
+            loss = contrastive_step(model, loss_fn, pixels[part], texts[rows], mine) / cfg.grad_accum
             accelerator.backward(loss)
             total += loss.item()
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from finevl.data.formats import in_split, read_finecap
+from finevl.data.hard_negatives import NegativeVocab
 from finevl.data.sugarcrepe import SUGARCREPE_CATEGORIES, ComposePair
 from finevl.errors import FinevlError
 from finevl.world import vocab
@@ -319,3 +320,15 @@ def world_pairs(
 ) -> PairSet:
     """`build_pairs` on a generated world's split."""
     return build_pairs(world_scenes(world, split, limit), seed)
+
+
+def negative_vocab() -> NegativeVocab:
+    """FineShapes' words for hard negatives (`finevl clip train --hard-negatives`): each
+    attribute's values with all their synonyms, and each relation with its inverse."""
+    attributes = {"shape": vocab.SHAPES, "color": vocab.COLORS, "size": vocab.SIZES}
+    attributes |= {"pattern": vocab.PATTERNS, "background": vocab.BACKGROUNDS}
+    return NegativeVocab(
+        {a: {v: list(ws) for v, ws in vals.items()} for a, vals in attributes.items()},
+        dict(vocab.INVERSE_RELATION),
+        {r: list(ws) for r, ws in vocab.RELATIONS.items()},
+    )
