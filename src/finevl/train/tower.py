@@ -123,7 +123,8 @@ class AttributeProbe(nn.Module):
     def accuracy(
         self, images: torch.Tensor, targets: torch.Tensor, one_object: torch.Tensor
     ) -> dict[str, Any]:
-        """Top-1 accuracy per attribute on the one-object images (background on all)."""
+        """Top-1 accuracy per attribute on the one-object images (background on all); None
+        where the split has no such image."""
         was = self.training
         self.eval()
         logits = torch.cat(
@@ -136,7 +137,7 @@ class AttributeProbe(nn.Module):
             keep = torch.ones_like(one_object) if a == "background" else one_object
             hit = logits[keep, cols].argmax(-1) == targets[keep, cols].argmax(-1)
             result[a] = {
-                "acc1": round(hit.float().mean().item(), 4),
+                "acc1": round(hit.float().mean().item(), 4) if len(hit) else None,  # no one-object image
                 "images": int(keep.sum()),
                 "classes": len(vs),
             }
