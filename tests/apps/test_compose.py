@@ -69,6 +69,12 @@ def test_world_command_end_to_end(world, tmp_path, capsys, monkeypatch):
     assert all(0.0 <= v <= 1.0 for v in res["metrics"].values())
     assert res["images"] == 30 and sum(res["pairs"].values()) > 100
     assert set(res["dropped"]) == set(WORLD_CATEGORIES)
+    from finevl.report.report import write_report
+
+    shown = write_report(tmp_path / "report.html", [out])
+    html = (tmp_path / "report.html").read_text()
+    assert shown["compose"] == 1 and "Compositionality" in html
+    assert f"<td>swap_att</td><td>{res['metrics']['swap_att']:.3f}</td>" in html
     code, _, err = run([*args, "--limit", "30", "--out", str(out)], capsys, monkeypatch)
     assert_one_line_error(code, err, "already exists", "--overwrite")
     code, _, err = run([*args, "--limit", "5", "--out", str(out), "--overwrite"], capsys, monkeypatch)

@@ -207,7 +207,7 @@ def _model_name(predictions: Path) -> str:
 
 
 def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
-    zeroshot, retrieval, captioning, vqa, regions, editing = [], [], [], [], [], []
+    zeroshot, retrieval, captioning, vqa, regions, editing, compose = [], [], [], [], [], [], []
     for path in paths:
         res = read_json(path)
         task = res.get("task") if isinstance(res, dict) else None
@@ -232,11 +232,22 @@ def _results(paths: list[Path], world: Path | None) -> tuple[list[dict], ...]:
             regions.append((path, res))
         elif task in ("edit", "editing"):
             editing.append((path, res))
+        elif task == "compositionality":
+            compose.append(_compose_table(res))
         else:
             raise FinevlError(
-                f"{path}: not a zero-shot, retrieval, finecap, vqa, region or editing result (task {task!r})"
+                f"{path}: not a zero-shot, retrieval, compositionality, finecap, vqa, region or editing"
+                " result"
+                f" (task {task!r})"
             )
-    return zeroshot, retrieval, captioning, vqa, regions, editing
+    return zeroshot, retrieval, captioning, vqa, regions, editing, compose
+
+
+def _compose_table(res: dict[str, Any]) -> dict[str, Any]:
+    """Rows (category, model accuracy, text-only accuracy, pairs) of a `clip compose` result."""
+    pairs = res.get("pairs", {})
+    rows = [(c, acc, res["text_only"].get(c), pairs.get(c)) for c, acc in res["metrics"].items()]
+    return {"dataset": res.get("dataset"), "model": res.get("model"), "rows": rows}
 
 
 def write_report(
@@ -250,12 +261,13 @@ def write_report(
     """Write the report to `out` (self-contained HTML); returns what it holds."""
     if world is not None and not (Path(world) / "images").is_dir():
         raise FinevlError(f"{world}: not a world folder (no images/)")
-    zeroshot, retrieval, captioning, vqa, regions, editing = _results(results, world)
+    zeroshot, retrieval, captioning, vqa, regions, editing, compose = _results(results, world)
     env = Environment(loader=PackageLoader("finevl.report"), autoescape=select_autoescape())
     html = env.get_template("report.html").render(
         run=_run_section(run) if run else None,
         zeroshot=zeroshot,
         retrieval=retrieval,
+        compose=compose,
         captioning=_captioning(captioning, world) if captioning else None,
         caption_curves=[c for r in caption_runs or [] for c in _caption_curves(r)],
         vqa=_vqa(vqa, world) if vqa else None,
@@ -269,6 +281,7 @@ def write_report(
         "report": str(out),
         "zeroshot": len(zeroshot),
         "retrieval": len(retrieval),
+        "compose": len(compose),
         "captioning": len(captioning),
         "vqa": len(vqa),
         "regions": len(regions),
