@@ -150,3 +150,10 @@ def test_hard_negatives_need_facts_or_a_vocabulary(world, tmp_path):
         _cfg(pairs, tmp_path / "v", hard_negatives=2, batch_size=4, negative_vocab=str(vocab))
     )
     assert summary["steps"] == 2
+    with pytest.raises(FinevlError, match="--negative-vocab needs --hard-negatives"):
+        _cfg(pairs, tmp_path / "x", negative_vocab=str(vocab))
+    with pytest.raises(FinevlError, match="not a negative vocabulary"):
+        pairs.with_name("bad.json").write_text('{"attributes": []}')
+        train_clip(
+            _cfg(pairs, tmp_path / "b", hard_negatives=1, negative_vocab=str(pairs.with_name("bad.json")))
+        )

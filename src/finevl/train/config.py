@@ -59,6 +59,8 @@ class ClipTrainConfig:
             raise FinevlError("--steps must be >= 1, --batch-size >= 2 and --grad-accum >= 1")
         if self.hard_negatives < 0:
             raise FinevlError("--hard-negatives must be >= 0")
+        if self.negative_vocab and not self.hard_negatives:
+            raise FinevlError("--negative-vocab needs --hard-negatives K")
         if self.lr <= 0:
             raise FinevlError("--lr must be positive")
 
