@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := runs/demo
 SCST_LR := 1e-5
+TOWER_STEPS := 1600
+LIT_STEPS := 250
+VIT_STEPS := 200
 
 .PHONY: install demo demo-regions test bench lint clean
 
@@ -19,17 +22,24 @@ install: $(STAMP)
 
 demo: install
 	mkdir -p $(DEMO)/results
-	$(BIN)/finevl world generate --out $(DEMO)/world --n 5000 --size 96 --seed 0 --shards 4 --overwrite > $(DEMO)/world.json
-	$(BIN)/finevl world generate --out $(DEMO)/one-object --n 1000 --size 96 --seed 1 --max-objects 1 --overwrite > /dev/null
-	$(BIN)/finevl data tokenizer $(DEMO)/world --out $(DEMO)/tokenizer > $(DEMO)/tokenizer.json
-	$(BIN)/finevl world show $(DEMO)/world --out $(DEMO)/gallery.html > $(DEMO)/gallery.json
-	rm -rf $(DEMO)/clip
-	$(BIN)/finevl clip train --data $(DEMO)/world --out $(DEMO)/clip --steps 300 --batch-size 128 --warmup-steps 30 --save-every 100 > $(DEMO)/clip.json
-	for label in shape color; do \
-	  $(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/one-object --label $$label --split all --out $(DEMO)/results/zeroshot-$$label.json > /dev/null || exit 1; \
+	$(BIN)/finevl world generate --out $(DEMO)/world --n 5000 --size 64 --seed 0 --shards 4 --overwrite > $(DEMO)/world.json
+	$(BIN)/finevl world generate --out $(DEMO)/one-object --n 1000 --size 64 --seed 1 --max-objects 1 --overwrite > /dev/null
+	$(BIN)/finevl world generate --out $(DEMO)/one-object-train --n 8000 --size 64 --seed 2 --max-objects 1 --overwrite > /dev/null
+	$(BIN)/finevl data tokenizer $(DEMO)/world --overwrite --out $(DEMO)/tokenizer > $(DEMO)/tokenizer.json
+	$(BIN)/finevl world show $(DEMO)/world --overwrite --out $(DEMO)/gallery.html > $(DEMO)/gallery.json
+	# CLIP, locked-image tuning (docs/clip.md): the conv tower learns the attributes on one-object
+	# scenes, then a text tower learns to read it on the full world
+	rm -rf $(DEMO)/tower $(DEMO)/clip $(DEMO)/clip-vit
+	$(BIN)/finevl clip tower --data $(DEMO)/one-object-train --eval-data $(DEMO)/one-object --out $(DEMO)/tower --model finevl-tiny-conv --steps $(TOWER_STEPS) --batch-size 32 --warmup-steps 50 --save-every 2000 > $(DEMO)/tower.json
+	$(BIN)/finevl clip train --data $(DEMO)/world --out $(DEMO)/clip --model $(DEMO)/tower/checkpoint/model --lock-image --steps $(LIT_STEPS) --batch-size 128 --warmup-steps 30 --save-every 100 > $(DEMO)/clip.json
+	for label in shape color size pattern; do \
+	  $(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/one-object --label $$label --split all --overwrite --out $(DEMO)/results/zeroshot-$$label.json > /dev/null || exit 1; \
 	done
-	$(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/world --label background --out $(DEMO)/results/zeroshot-background.json > /dev/null
-	$(BIN)/finevl clip retrieval --model $(DEMO)/clip/checkpoint/model --data $(DEMO)/world --split test --examples 4 --out $(DEMO)/results/retrieval.json > /dev/null
+	$(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/world --label background --overwrite --out $(DEMO)/results/zeroshot-background.json > /dev/null
+	$(BIN)/finevl clip retrieval --model $(DEMO)/clip/checkpoint/model --data $(DEMO)/world --split test --examples 4 --overwrite --out $(DEMO)/results/retrieval.json > /dev/null
+	$(BIN)/finevl clip compose --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/world --overwrite --out $(DEMO)/results/compose.json > /dev/null
+	# STIC's LLaVA needs a plain ViT tower, which does not learn shape in this budget (docs/clip.md)
+	$(BIN)/finevl clip train --data $(DEMO)/world --out $(DEMO)/clip-vit --steps $(VIT_STEPS) --batch-size 128 --warmup-steps 20 --save-every 1000 > /dev/null
 	# captioning (seed 000): MLE on the coarse references, then SCST with CLIP-S + grammar
 	rm -rf $(DEMO)/caption-mle $(DEMO)/grammar $(DEMO)/caption-scst $(DEMO)/captions
 	$(BIN)/finevl caption train --data $(DEMO)/world --out $(DEMO)/caption-mle --clip $(DEMO)/clip/checkpoint/model --steps 200 --batch-size 32 > /dev/null
@@ -37,15 +47,15 @@ demo: install
 	$(BIN)/finevl caption scst --data $(DEMO)/world --out $(DEMO)/caption-scst --model $(DEMO)/caption-mle/checkpoint/model \
 	  --grammar $(DEMO)/grammar/checkpoint/model --grammar-weight 1 --steps 100 --batch-size 16 --lr $(SCST_LR) --warmup-steps 0 --log-every 5 > /dev/null
 	for m in mle scst; do \
-	  $(BIN)/finevl caption generate --model $(DEMO)/caption-$$m/checkpoint/model --data $(DEMO)/world --split test --limit 300 --out $(DEMO)/captions/$$m.json > /dev/null || exit 1; \
-	  $(BIN)/finevl finecap eval --pred $(DEMO)/captions/$$m.json --ann $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --out $(DEMO)/results/finecap-$$m.json > /dev/null 2> $(DEMO)/finecap-$$m.log || { cat $(DEMO)/finecap-$$m.log; exit 1; }; \
+	  $(BIN)/finevl caption generate --model $(DEMO)/caption-$$m/checkpoint/model --data $(DEMO)/world --split test --limit 300 --overwrite --out $(DEMO)/captions/$$m.json > /dev/null || exit 1; \
+	  $(BIN)/finevl finecap eval --pred $(DEMO)/captions/$$m.json --ann $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --overwrite --out $(DEMO)/results/finecap-$$m.json > /dev/null 2> $(DEMO)/finecap-$$m.log || { cat $(DEMO)/finecap-$$m.log; exit 1; }; \
 	done
 	# STIC (seed 001): a LLaVA on the demo CLIP's tower, base -> preferences -> DPO -> DIFT, each evaluated
 	rm -rf $(DEMO)/stic
-	$(BIN)/finevl stic quickstart --data $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --out $(DEMO)/stic > $(DEMO)/stic.json
+	$(BIN)/finevl stic quickstart --data $(DEMO)/world --clip $(DEMO)/clip-vit/checkpoint/model --out $(DEMO)/stic > $(DEMO)/stic.json
 	# editing (seed 002) is too slow for this budget: the report shows the benchmark's table
 	# and before/after figures committed in docs/editing/ (a copy of `make bench`'s output)
-	$(BIN)/finevl report --out $(DEMO)/report.html --run $(DEMO)/clip --world $(DEMO)/world --gallery gallery.html \
+	$(BIN)/finevl report --overwrite --out $(DEMO)/report.html --run $(DEMO)/clip --world $(DEMO)/world --gallery gallery.html \
 	  --caption-run $(DEMO)/caption-mle --caption-run $(DEMO)/caption-scst $(DEMO)/results/*.json $(DEMO)/stic/results/*.json \
 	  docs/editing/editing.json > /dev/null
 	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
@@ -67,21 +77,26 @@ test: install
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
+BENCH_VIT := clip-finevl-tiny-vit-contrastive-k0-random-seed
+BENCH_LIT := clip-finevl-tiny-conv-lit-t4000x800-k0-random-seed0
 bench: install
 	$(BIN)/python benchmarks/world_gen.py --out benchmarks/results/world_gen.json
 	$(BIN)/python benchmarks/peak.py --out benchmarks/results/peak.json
 	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
-	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --out benchmarks/results/clip_fineshapes.json
+	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (STIC needs a ViT tower)
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --seeds 0 1 2 --out benchmarks/results/clip_lit.json
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --out benchmarks/results/clip_lit_k3.json
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --group-by background --out benchmarks/results/clip_lit_k3_grouped.json
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-vit --recipe contrastive --minutes 10 --steps 800 --seeds 0 1 --out benchmarks/results/clip_fineshapes.json
 	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --out benchmarks/results/clip_train.json
-	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --out benchmarks/results/captioning_speed.json
-	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
-	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
+	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_LIT)/checkpoint/model --out benchmarks/results/captioning_speed.json
+	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/$(BENCH_LIT)/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
+	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
 	test -f runs/bench/fs128/world.json || $(BIN)/finevl world generate --out runs/bench/fs128 --n 4000 --size 128 --seed 3 > /dev/null
 	test -f runs/bench/clip-convnext/summary.json || $(BIN)/finevl clip train --data runs/bench/fs64 --out runs/bench/clip-convnext --model finevl-tiny-convnext --steps 800 --batch-size 128 --lr 1e-3 --warmup-steps 50 --max-minutes 8 > /dev/null
 	$(BIN)/python -W ignore::FutureWarning benchmarks/region.py --world runs/bench/fs128 --clip runs/bench/clip-convnext/checkpoint/model --work runs/bench/region --out benchmarks/results/region.json
-	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --seed 1 --out benchmarks/results/clip_fineshapes-seed1.json
-	$(BIN)/python benchmarks/editing.py --world runs/bench/fs64 --clip runs/bench/clip-finevl-tiny-vit-seed0/checkpoint/model \
-	  --judge-clip runs/bench/clip-finevl-tiny-vit-seed1/checkpoint/model --work runs/bench/editing --out benchmarks/results/editing.json
+	$(BIN)/python benchmarks/editing.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model \
+	  --judge-clip runs/bench/$(BENCH_VIT)1/checkpoint/model --work runs/bench/editing --out benchmarks/results/editing.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/dpo_speed.py --model runs/bench/stic/seed0/base/sft/checkpoint/model --prefs runs/bench/stic/seed0/stic/prefs.jsonl --data runs/bench/fs64 --out benchmarks/results/dpo_speed.json
 
 lint: install
