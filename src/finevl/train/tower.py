@@ -86,10 +86,14 @@ class AttributeProbe(nn.Module):
     def __init__(self, clip: Clip, values: dict[str, list[str]]):
         super().__init__()
         self.clip, self.values = clip, values
-        dim = clip.encode_image(torch.zeros(1, 3, clip.image_size, clip.image_size), normalize=False).shape[
-            -1
-        ]
+        blank = torch.zeros(1, 3, clip.image_size, clip.image_size)
+        dim = clip.encode_image(blank, normalize=False).shape[-1]
         self.head = nn.Linear(dim, sum(len(v) for v in values.values()))
+        self.columns: dict[str, slice] = {}  # each attribute's logit columns
+        start = 0
+        for a, vs in values.items():
+            self.columns[a] = slice(start, start + len(vs))
+            start += len(vs)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, V) attribute logits."""
@@ -97,12 +101,10 @@ class AttributeProbe(nn.Module):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Sum over attributes of the cross-entropy against the present values' share."""
-        total, start = logits.new_zeros(()), 0
-        for vs in self.values.values():
-            cols = slice(start, start + len(vs))
+        total = logits.new_zeros(())
+        for cols in self.columns.values():
             share = targets[:, cols] / targets[:, cols].sum(-1, keepdim=True).clamp(min=1)
             total = total + F.cross_entropy(logits[:, cols], share)
-            start += len(vs)
         return total
 
     def save(self, out_dir: str | Path) -> Path:
@@ -131,17 +133,15 @@ class AttributeProbe(nn.Module):
             [self(self.clip.normalize_pixels(images[i : i + 256])) for i in range(0, len(images), 256)]
         )
         self.train(was)
-        result, start = {}, 0
-        for a, vs in self.values.items():
-            cols = slice(start, start + len(vs))
+        result = {}
+        for a, cols in self.columns.items():
             keep = torch.ones_like(one_object) if a == "background" else one_object
             hit = logits[keep, cols].argmax(-1) == targets[keep, cols].argmax(-1)
             result[a] = {
                 "acc1": round(hit.float().mean().item(), 4) if len(hit) else None,  # no one-object image
                 "images": int(keep.sum()),
-                "classes": len(vs),
+                "classes": cols.stop - cols.start,
             }
-            start += len(vs)
         return result
 
 
