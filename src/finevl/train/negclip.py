@@ -42,8 +42,8 @@ class NegClipLoss(ClipLoss):
             negative_mask = torch.cat(torch.distributed.nn.all_gather(negative_mask.float())) > 0
         texts = torch.cat([text_features, negative_features])
         per_image = logit_scale * image_features @ texts.T
-        keep = torch.cat([torch.ones(len(text_features), dtype=torch.bool), negative_mask.cpu()])
-        per_image = per_image.masked_fill(~keep.to(per_image.device), float("-inf"))
+        keep = torch.cat([negative_mask.new_ones(len(text_features)), negative_mask]).to(per_image.device)
+        per_image = per_image.masked_fill(~keep, float("-inf"))
         per_text = logit_scale * text_features @ image_features.T
         labels = torch.arange(len(image_features), device=image_features.device)
         return (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
