@@ -12,7 +12,9 @@ Recipes (`--recipe`):
 - `lit`: `clip tower` trains the image tower on a one-object world's attributes
   (`--tower-minutes`), then `clip train --lock-image` teaches a text tower to read it.
 `--hard-negatives K` and `--group-by background` add NegCLIP negatives and grouped batches
-to the contrastive stage (the ablation's columns).
+to the contrastive stage (the ablation's columns); `--mix-images N` mixes a one-object world
+of N images into it, so the text tower also reads one-object captions (size is relative in
+a scene: without them the text stage unlearns the tower's size).
 
     .venv/bin/python benchmarks/clip_fineshapes.py --model finevl-tiny-conv --recipe lit \\
         --seeds 0 1 2 --out benchmarks/results/clip_lit.json
@@ -62,6 +64,7 @@ def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple
     if args.recipe == "lit":
         tag += f"-t{args.tower_images}x{args.tower_steps}"
     tag += f"-k{args.hard_negatives}-{args.group_by or 'random'}"
+    tag += f"-mix{args.mix_images}" if args.mix_images else ""
     start, info = args.model, {}
     if args.recipe == "lit":
         tower = work / f"tower-{args.model}-t{args.tower_images}x{args.tower_steps}-seed{seed}"
@@ -75,8 +78,9 @@ def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple
         info["tower"]["probe"] = {a: m["acc1"] for a, m in summary["metrics"].items()}
         start = str(tower / "checkpoint" / "model")
     run = work / f"clip-{tag}-seed{seed}"
+    data = f"{worlds['main']}::{worlds['mix']}" if args.mix_images else str(worlds["main"])
     cfg = ClipTrainConfig(
-        data=str(worlds["main"]), out=str(run), model=start, steps=args.steps, batch_size=128, lr=1e-3,
+        data=data, out=str(run), model=start, steps=args.steps, batch_size=128, lr=1e-3,
         warmup_steps=50, max_minutes=args.minutes, save_every=10_000, seed=seed,
         lock_image=args.recipe == "lit", hard_negatives=args.hard_negatives, group_by=args.group_by,
     )  # fmt: skip
@@ -114,6 +118,10 @@ def main() -> None:
     parser.add_argument("--tower-minutes", type=float, default=5.0, help="LiT: the tower's time budget.")
     parser.add_argument("--tower-steps", type=int, default=800, help="LiT: the tower's schedule.")
     parser.add_argument("--tower-images", type=int, default=4000, help="LiT: the one-object world's size.")
+    parser.add_argument(
+        "--mix-images", type=int, default=0,
+        help="Mix a one-object world of N images into the contrastive stage's data (0: none).",
+    )  # fmt: skip
     parser.add_argument("--hard-negatives", type=int, default=0)
     parser.add_argument("--group-by", default="")
     parser.add_argument("--size", type=int, default=64, help="Image side of the worlds.")
@@ -132,6 +140,11 @@ def main() -> None:
             max_objects=1,
         ),  # fmt: skip
     }
+    if args.mix_images:
+        worlds["mix"] = ensure_world(
+            work / f"fs{size}-one-object-train-{args.mix_images}", n=args.mix_images, size=size, seed=2,
+            max_objects=1,
+        )  # fmt: skip
     per_seed = []
     for seed in args.seeds:
         model, info = train(args, seed, worlds)

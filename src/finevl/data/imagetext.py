@@ -64,6 +64,19 @@ class ImageTextSet:
         )
 
     @classmethod
+    def concat(cls, parts: list[ImageTextSet]) -> ImageTextSet:
+        """Several sets as one, in order (image ids stay their sources' own)."""
+        if not parts:
+            raise FinevlError("no data sources")
+        return cls(
+            torch.cat([p.images for p in parts]),
+            [i for p in parts for i in p.image_ids],
+            [f for p in parts for f in p.file_names],
+            [r for p in parts for r in p.refs],
+            [f for p in parts for f in p.fine],
+        )
+
+    @classmethod
     def from_world(
         cls,
         folder: str | Path,
@@ -126,7 +139,12 @@ def load_image_text(
     loader: ImageLoader | None = None,
     limit: int | None = None,
 ) -> ImageTextSet:
-    """Any supported source: a world folder, a shard folder or pattern, or a JSONL file."""
+    """Any supported source: a world folder, a shard folder or pattern, or a JSONL file;
+    several joined by `::` (open_clip's `--train-data` convention) are concatenated, e.g. a
+    one-object world mixed into the text stage of LiT."""
+    if "::" in str(data):
+        parts = [load_image_text(d, side, split, loader, limit) for d in str(data).split("::") if d]
+        return ImageTextSet.concat(parts)
     path = Path(data)
     if path.is_dir() and (path / "captions.json").is_file():
         return ImageTextSet.from_world(path, side, split, loader, limit)

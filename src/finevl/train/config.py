@@ -12,7 +12,7 @@ from finevl.errors import FinevlError
 class ClipTrainConfig:
     """Settings of `finevl clip train`."""
 
-    data: str = field(default="", metadata={"help": "World folder, shard folder/pattern or JSONL pairs."})
+    data: str = field(default="", metadata={"help": "World, shards or JSONL pairs; several joined by ::."})
     out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
     model: str = field(
         default="finevl-tiny-vit", metadata={"help": "Preset, open_clip architecture or checkpoint."}
