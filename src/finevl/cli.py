@@ -57,7 +57,7 @@ app.add_typer(stic_app, name="stic")
 vqa_app = typer.Typer(help="VQA evaluation of vision-language models.", no_args_is_help=True)
 app.add_typer(vqa_app, name="vqa")
 region_app = typer.Typer(
-    help="Osprey: mask-aware region understanding (ConvNeXt CLIP, region tokens).", no_args_is_help=True
+    help="Osprey: mask-aware region understanding (conv CLIP tower, region tokens).", no_args_is_help=True
 )
 app.add_typer(region_app, name="region")
 

@@ -146,7 +146,7 @@ def test_quickstart_trains_evaluates_and_resumes(world, convnext_clip, tmp_path,
     [
         (["--stage", "4", "--model", "m"], "--stage must be one of"),
         (["--stage", "2"], "--stage 2 needs --model"),
-        (["--stage", "lm"], "--clip (a ConvNeXt CLIP) is required"),
+        (["--stage", "lm"], "--clip (a convolutional CLIP) is required"),
         (["--stage", "2", "--model", "m", "--region-input", "polygon"], "--region-input must be mask or box"),
     ],
 )

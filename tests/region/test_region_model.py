@@ -156,8 +156,25 @@ def test_a_vit_clip_is_refused(tmp_path):
     from finevl.models.region import build_region_model
 
     tok = train_word_tokenizer(["a red star"], tmp_path / "tok", 64)
-    with pytest.raises(FinevlError, match="needs a ConvNeXt CLIP"):
+    with pytest.raises(FinevlError, match="needs a convolutional timm tower"):
         build_region_model(load_clip("finevl-tiny-vit"), tok)
+
+
+@pytest.mark.parametrize(
+    ("preset", "level", "side"), [("finevl-tiny-convnext", 2, 8), ("finevl-tiny-conv", 3, 8)]
+)
+def test_image_tokens_come_from_the_stage_at_one_sixteenth(preset, level, side, tmp_path):
+    """Osprey's res4: a ConvNeXt's third stage, the conv tower's fourth (it halves per stage)."""
+    from finevl.data.tokenizer import train_word_tokenizer
+    from finevl.models.clip import load_clip
+    from finevl.models.region import IMAGE_TOKEN, build_region_model
+
+    tok = train_word_tokenizer(["a red star"], tmp_path / "tok", 64)
+    model = build_region_model(load_clip(preset), tok)
+    assert model.config.image_level == level and model.image_tokens == side * side
+    maps = model.stage_maps(model.pixels([Image.new("RGB", (40, 30))]))
+    assert maps[level].shape[-2:] == (side, side)
+    assert model.prompt("what is this?").count(IMAGE_TOKEN) == side * side
 
 
 def test_an_incomplete_or_damaged_folder_is_one_clear_error(region_model_dir, tmp_path):

@@ -1,7 +1,8 @@
 """Osprey-style mask-aware region models (seed 003).
 
-A frozen ConvNeXt CLIP image tower (open_clip, through timm) gives four stage maps. The
-third (upstream's `res4`) is flattened into image tokens and projected to the language
+A frozen convolutional CLIP image tower (open_clip, through timm: upstream's ConvNeXt, or
+finevl's conv tower) gives four stage maps. The one at 1/16 of the input (upstream's `res4`,
+a ConvNeXt's third) is flattened into image tokens and projected to the language
 model's width (`<image>`). Each region the user points at, a binary mask, becomes two
 tokens: the **mask token**, the tower's features averaged inside the mask on every stage,
 projected per level, summed and passed through an MLP; and the **spatial token**, the mask
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,10 @@ class RegionModelConfig:
     """Architecture of a region model. Upstream (Osprey-7B): ConvNeXt-Large at 512 px,
     image tokens from stage 3, per-level projections to 1024, spatial mask 112 x 112."""
 
-    image_size: int = field(default=128, metadata={"help": "ConvNeXt input side (upstream: 512)."})
-    image_level: int = field(default=2, metadata={"help": "Stage whose map gives image tokens (res4: 2)."})
+    image_size: int = field(default=128, metadata={"help": "Tower input side (upstream: 512)."})
+    image_level: int = field(
+        default=-1, metadata={"help": "Stage whose map gives image tokens; -1: the one at 1/16 (res4)."}
+    )
     mask_dim: int = field(default=256, metadata={"help": "Width of the per-level projections (1024)."})
     spatial_size: int = field(
         default=112, metadata={"help": "Side of the spatial-token mask (upstream: 112)."}
@@ -65,8 +68,8 @@ class RegionModelConfig:
     def __post_init__(self) -> None:
         if self.region_input not in REGION_INPUTS:
             raise FinevlError(f"--region-input must be mask or box, not {self.region_input!r}")
-        if not 0 <= self.image_level <= 3 or min(self.image_size, self.mask_dim, self.spatial_size) < 1:
-            raise FinevlError("--image-level must be 0..3; sizes must be positive")
+        if not -1 <= self.image_level <= 3 or min(self.image_size, self.mask_dim, self.spatial_size) < 1:
+            raise FinevlError("--image-level must be -1..3; sizes must be positive")
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -149,18 +152,31 @@ def check_masks(masks: Sequence[np.ndarray], size: tuple[int, int], question: st
             raise FinevlError(f"mask {k + 1} covers the whole image: it points at no region")
 
 
+def stage_tower(clip: Clip) -> nn.Module:
+    """The CLIP's timm trunk when it gives four stage maps (ConvNeXt, finevl's conv tower)."""
+    trunk = getattr(getattr(clip.inner, "visual", None), "trunk", None)
+    if trunk is None or not hasattr(trunk, "forward_intermediates") or len(trunk.feature_info) != 4:
+        raise FinevlError(
+            f"{clip.name}: a region model needs a convolutional timm tower with four stages"
+            " (a ConvNeXt CLIP or finevl-tiny-conv)"
+        )
+    return trunk
+
+
+def res4_level(feature_info: Sequence[dict[str, Any]]) -> int:
+    """The stage at 1/16 of the input (Osprey's `res4`), else the deepest."""
+    reductions = [f["reduction"] for f in feature_info]
+    return reductions.index(16) if 16 in reductions else len(reductions) - 1
+
+
 class RegionLvlm(nn.Module):
-    """A frozen ConvNeXt CLIP tower, a projector, a mask extractor and a causal LM."""
+    """A frozen convolutional CLIP tower, a projector, a mask extractor and a causal LM."""
 
     def __init__(self, clip: Clip, lm: Any, tokenizer: Any, config: RegionModelConfig):
         super().__init__()
-        trunk = getattr(clip.inner.visual, "trunk", None)
-        if (
-            trunk is None
-            or not hasattr(trunk, "forward_intermediates")
-            or "ConvNeXt" not in type(trunk).__name__
-        ):
-            raise FinevlError(f"{clip.name}: a region model needs a ConvNeXt CLIP (timm tower)")
+        trunk = stage_tower(clip)
+        if config.image_level < 0:
+            config = replace(config, image_level=res4_level(trunk.feature_info))
         self.clip, self.lm, self.tokenizer, self.config = clip, lm, tokenizer, config
         self.clip.requires_grad_(False)
         channels = [f["num_chs"] for f in trunk.feature_info]
@@ -327,7 +343,7 @@ def region_tokenizer(tokenizer: Any) -> Any:
 def build_region_model(
     clip: str | Clip, tokenizer: Any, config: RegionModelConfig | None = None, lm: str = "tiny", seed: int = 0
 ) -> RegionLvlm:
-    """A new region model: the CLIP's ConvNeXt tower, a fresh projector and extractor, and a
+    """A new region model: the CLIP's convolutional tower, a fresh projector and extractor, and a
     fresh Llama of preset `lm` over `tokenizer`."""
     from transformers import LlamaForCausalLM
 

@@ -22,7 +22,7 @@ class RegionTrainConfig(RunConfig):
     images_dir: str = field(default="", metadata={"help": "Image folder of an Osprey JSON file."})
     stage: str = field(default="1", metadata={"help": f"Stage: {', '.join(STAGES)}."})
     model: str = field(default="", metadata={"help": "Region model to start from (stages 1-3)."})
-    clip: str = field(default="", metadata={"help": "ConvNeXt CLIP for a new model (stage lm)."})
+    clip: str = field(default="", metadata={"help": "Convolutional CLIP for a new model (stage lm)."})
     lm: str = field(default="tiny", metadata={"help": "Language-model preset of a new model."})
     images: int = field(default=1000, metadata={"help": "World images the stage's data is drawn from."})
     region_input: str = field(default="", metadata={"help": "mask or box (empty: the start model's)."})
@@ -39,7 +39,7 @@ class RegionTrainConfig(RunConfig):
         if self.stage not in STAGES:
             raise FinevlError(f"--stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
         if self.stage == "lm" and not self.clip:
-            raise FinevlError("--stage lm builds a new model: --clip (a ConvNeXt CLIP) is required")
+            raise FinevlError("--stage lm builds a new model: --clip (a convolutional CLIP) is required")
         if self.stage != "lm" and not self.model:
             raise FinevlError(f"--stage {self.stage} needs --model (the previous stage's model)")
         if self.region_input not in ("", "mask", "box"):
@@ -73,7 +73,7 @@ class RegionPipelineConfig:
     """Settings of `finevl region quickstart` and of each row of `benchmarks/region.py`."""
 
     data: str = field(default="", metadata={"help": "World folder."})
-    clip: str = field(default="", metadata={"help": "ConvNeXt CLIP (open_clip) whose tower the model uses."})
+    clip: str = field(default="", metadata={"help": "Convolutional CLIP whose tower the model uses."})
     out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage chain)."})
     lm_steps: int = field(default=200, metadata={"help": "Language-model steps on world text."})
     stage1_steps: int = field(default=60, metadata={"help": "Stage 1 (projector) steps."})
