@@ -151,3 +151,13 @@ def test_image_tokens_are_per_position_features(saved, name):
     clip, _ = saved[name]
     tokens = clip.eval().embed_pixels(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), tokens=True)
     assert tokens.ndim == 3 and tokens.shape[0] == 2 and tokens.shape[1] >= 4
+
+
+@pytest.mark.parametrize("name", ["finevl-tiny-conv", "finevl-tiny-convnext"])
+def test_128_px_presets_are_the_same_towers_at_128(name):
+    small, large = load_clip(name), load_clip(f"{name}-128")
+    assert (small.image_size, large.image_size) == (64, 128)
+    assert [p.shape for p in small.parameters()] == [p.shape for p in large.parameters()]
+    with torch.no_grad():
+        out = large.encode_image(torch.zeros(1, 3, 128, 128))
+    assert out.shape == (1, 128)
