@@ -71,6 +71,10 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the JSON 
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs (only ones finevl wrote).")
 ]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto: a GPU if any).")]
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16 (auto: bf16 on a GPU, else fp32).")
+]
 OnBad = Annotated[
     str, typer.Option("--on-bad-image", help="'error' stops at a bad image; 'skip' counts and skips it.")
 ]
@@ -88,6 +92,14 @@ def _claim_folder(path: Path | str, overwrite: bool = False) -> None:
     from finevl.data.files import claim_output
 
     claim_output(path, overwrite, folder=True)
+
+
+def _clip(model: str, weights: Path | str | None, device: str, dtype: str) -> Any:
+    """The CLIP of a command, placed by its --device and --dtype."""
+    from finevl.models.clip import load_clip
+    from finevl.models.device import placement
+
+    return load_clip(model, weights, *placement(device, dtype))
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -249,11 +261,12 @@ def clip_zeroshot(
     on_bad_image: OnBad = "error",
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Zero-shot classification with prompt ensembling: acc1, acc5, mean per-class recall."""
     from finevl.apps.zeroshot import TEMPLATES, folder_labels, world_labels, zeroshot_classify
     from finevl.data.images import ImageLoader
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
 
@@ -263,7 +276,7 @@ def clip_zeroshot(
         world_labels(world, label, None if split == "all" else split) if world else folder_labels(folder)
     )  # type: ignore[arg-type]
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     metrics, acc, classes = zeroshot_classify(
         clip, paths, labels, names, TEMPLATES[label if world else "folder"], loader
     )
@@ -297,15 +310,16 @@ def clip_retrieval(
     ] = 0,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Image-text retrieval recall@1/5/10 both ways (CLIP_benchmark definitions)."""
     from finevl.apps.retrieval import retrieval_with_examples
     from finevl.data.imagetext import load_image_text
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
 
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     dataset = load_image_text(data, clip.image_size, split=split, limit=limit)
     metrics, shown = retrieval_with_examples(clip, dataset, captions, examples)
     _write(
@@ -332,16 +346,17 @@ def clip_caption(
     pool_split: Annotated[str | None, typer.Option("--pool-split", help="Split of --pool.")] = "train",
     pool_captions: Annotated[str, typer.Option("--pool-captions", help="'fine', 'refs' or 'all'.")] = "all",
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Retrieval-based captioning: each image gets the pool caption closest to it."""
     from finevl.apps.retrieval import caption_by_retrieval, caption_pool
     from finevl.data.imagetext import load_image_text
     from finevl.data.jsonio import write_json_atomic
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
 
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     images = load_image_text(data, clip.image_size, split=split)
     texts = caption_pool(load_image_text(pool, clip.image_size, split=pool_split), pool_captions)
     captions = caption_by_retrieval(clip.embed_pixels(images.images), clip.embed_texts(texts), texts)
@@ -371,12 +386,13 @@ def clip_compose(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world's pairs.")] = 0,
     on_bad_image: OnBad = "error",
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Compositional accuracy (SugarCrepe categories), next to a text-only baseline."""
     from finevl.apps.compose import compose_eval
     from finevl.data.images import ImageLoader
     from finevl.data.sugarcrepe import read_sugarcrepe
-    from finevl.models.clip import load_clip
     from finevl.world.compose import world_pairs
 
     _claim(overwrite, out)
@@ -394,7 +410,7 @@ def clip_compose(
     else:
         pairs, extra = read_sugarcrepe(sugarcrepe, images, limit), {"dropped": {}}  # type: ignore[arg-type]
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     paths = len({p.image for p in pairs})
     with _progress(paths, "embedding") as bar:
         task = bar.add_task("images", total=paths)
@@ -444,18 +460,20 @@ def caption_generate(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="At most 64.")] = 20,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N images.")] = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Caption images with a trained captioner (its own CLIP computes the image tokens)."""
     from finevl.apps.captioning import generate_captions
     from finevl.data.imagetext import load_image_text
     from finevl.data.jsonio import write_json_atomic
     from finevl.models.captioner import load_captioner
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
 
     bundle = load_captioner(model)
-    clip = load_clip(bundle.model.config.clip_model)
+    clip = _clip(bundle.model.config.clip_model, None, device, dtype)
+    bundle.model.to(clip.device, clip.dtype)
     images = load_image_text(data, clip.image_size, split=split, limit=limit)
     captions = generate_captions(bundle, clip, images.images, decoding, beams, max_new_tokens)
     preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
@@ -481,15 +499,18 @@ def finecap_eval(
     meteor: Annotated[bool, typer.Option("--meteor/--no-meteor", help="METEOR needs Java.")] = True,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Score generated captions: n-gram metrics per criterion, fact P/R/F1, CLIP-S, R@k."""
     from finevl.apps.caption_eval import evaluate_captions
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out)
     if images is not None and ann.is_dir():
         raise FinevlError(f"{images}: --images is for a FineCapEval CSV --ann, not a world folder")
-    result = evaluate_captions(pred, ann, load_clip(clip) if clip else None, meteor=meteor, images=images)
+    result = evaluate_captions(
+        pred, ann, _clip(clip, None, device, dtype) if clip else None, meteor=meteor, images=images
+    )
     if out:
         from finevl.data.jsonio import write_json_atomic
 
@@ -585,10 +606,13 @@ def vqa_eval(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Exact-match accuracy per question family on normalised answers (+ description facts)."""
     from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, model_label, read_questions
     from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
+    from finevl.models.device import placement
     from finevl.models.lvlm import load_lvlm
 
     _claim(overwrite, out, answers)
@@ -597,11 +621,13 @@ def vqa_eval(
         raise FinevlError("give either --data (a world) or --questions (with --images)")
     if max_new_tokens < 1:
         raise FinevlError("--max-new-tokens must be >= 1")
+    where, precision = placement(device, dtype)
+    qs = read_questions(questions) if questions is not None else []
+    lvlm = load_lvlm(model, precision, where)
     if data is not None:
-        result, rows = evaluate_on_world(model, data, split, limit, label, max_new_tokens)
+        result, rows = evaluate_on_world(model, data, split, limit, label, max_new_tokens, lvlm=lvlm)
     else:
-        qs = read_questions(questions)
-        metrics, rows = evaluate_vqa(load_lvlm(model), qs, images or questions.parent, None, max_new_tokens)
+        metrics, rows = evaluate_vqa(lvlm, qs, images or questions.parent, None, max_new_tokens)
         name = label or model_label(model)
         result = {
             "dataset": str(questions),
@@ -733,13 +759,14 @@ def edit(
     save_every: Annotated[int, typer.Option("--save-every", help="Save the image every N steps.")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random views.")] = 0,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Edit an image toward a text with CLIP (or rank candidate edits by the same objective)."""
     from finevl.apps.editing import EditSettings, before_after, edit_image, rank_candidates
     from finevl.data.files import atomic_dir
     from finevl.data.jsonio import write_json_atomic
     from finevl.data.regions import read_mask_png
-    from finevl.models.clip import load_clip
 
     settings = EditSettings(
         steps=steps, param=param, scale=scale, lr=lr, views=views, keep_outside=keep_outside, seed=seed
@@ -754,7 +781,7 @@ def edit(
         _claim_folder(out, overwrite)
     picture = _edit_input(image)
     area = read_mask_png(mask) if mask else None
-    clip = load_clip(model)
+    clip = _clip(model, None, device, dtype)
     if candidate:
         ranked = rank_candidates(
             clip, picture, [_edit_input(c) for c in candidate], target, source, keep_outside
@@ -796,16 +823,17 @@ def score(
     out: OutOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write per-item scores as CSV.")] = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """CLIP-S (2.5 * max(cos, 0)) and RefCLIP-S per image-caption pair, and their means."""
     from finevl.apps.score import read_score_input, score_rows, write_items_csv
     from finevl.data.images import ImageLoader
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out, csv_out)
 
     rows = read_score_input(pairs)
-    result = score_rows(load_clip(model, weights), rows, prefix, ImageLoader(on_bad_image))  # type: ignore[arg-type]
+    result = score_rows(_clip(model, weights, device, dtype), rows, prefix, ImageLoader(on_bad_image))  # type: ignore[arg-type]
     if csv_out is not None:
         write_items_csv(csv_out, result["items"])
     _write({"dataset": str(pairs), "model": model, "task": "clip_score", **result}, out)
@@ -819,16 +847,17 @@ def index_build(
     weights: WeightsOpt = None,
     on_bad_image: OnBad = "error",
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Embed a collection's images and keep them in a faiss index on disk."""
     from finevl.apps.search import build_index, collect_images
     from finevl.data.images import ImageLoader
-    from finevl.models.clip import load_clip
 
     _claim_folder(out, overwrite)
 
     paths = collect_images(images)
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
     spec = str(Path(model).resolve()) if Path(model).exists() else model  # queries reload it from anywhere
     _emit(build_index(clip, spec, paths, out, loader, weights=str(weights.resolve()) if weights else None))
@@ -840,16 +869,17 @@ def index_query(
     text: Annotated[list[str] | None, typer.Option("--text", help="Text query (repeatable).")] = None,
     image: Annotated[list[Path] | None, typer.Option("--image", help="Image query (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", help="Results per query.")] = 5,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Nearest images to text or image queries, with cosine scores."""
     from finevl.apps.search import open_index, query_index
     from finevl.data.images import load_image
-    from finevl.models.clip import load_clip
 
     if not text and not image:
         raise FinevlError("give at least one --text or --image query")
     faiss_index, meta = open_index(index)
-    clip = load_clip(meta["model"], meta.get("weights"))
+    clip = _clip(meta["model"], meta.get("weights"), device, dtype)
     queries = [*(text or []), *(str(p) for p in image or [])]
     feats = []
     if text:
@@ -894,17 +924,18 @@ def moderate(
     out: OutOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-image scores and flags as CSV.")] = None,
     overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Flag images by natural-language criteria (prompts vs contrast prompts), thresholds
     calibrated on a small labelled set; precision and recall where labels are given."""
     from finevl.apps import moderation as mod
     from finevl.apps.search import collect_images
     from finevl.data.images import ImageLoader
-    from finevl.models.clip import load_clip
 
     _claim(overwrite, out, csv_out, save_policy)
     pol = mod.load_policy(policy or mod.DEMO_POLICY)
-    clip = load_clip(model, weights)
+    clip = _clip(model, weights, device, dtype)
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
     result: dict[str, Any] = {"model": model, "task": "moderation"}
     if calibrate is not None:

@@ -67,7 +67,9 @@ def test_the_command_writes_the_edit_its_steps_and_a_ranking(world, clip_dir, tm
         "--out",
         str(out),
     ]
-    code, stdout, err = run([*args, "--steps", "4", "--save-every", "2"], capsys, monkeypatch)
+    code, stdout, err = run(
+        [*args, "--steps", "4", "--save-every", "2", "--dtype", "bfloat16"], capsys, monkeypatch
+    )
     assert code == 0, err
     res = json.loads(stdout)
     assert res["task"] == "edit" and res["steps"] == 4

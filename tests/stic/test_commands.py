@@ -56,7 +56,11 @@ def test_vqa_eval_takes_llava_style_questions(world, tiny_lvlm_dir, tmp_path, ca
     qs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     answers = tmp_path / "answers.jsonl"
     args = ["vqa", "eval", "--model", tiny_lvlm_dir, "--questions", str(qs), "--images", str(world)]
-    res = _ok([*args, "--answers", str(answers), "--max-new-tokens", "3"], capsys, monkeypatch)
+    res = _ok(
+        [*args, "--answers", str(answers), "--max-new-tokens", "3", "--dtype", "bfloat16"],
+        capsys,
+        monkeypatch,
+    )
     assert res["metrics"]["questions"] == 3 and "accuracy/background" in res["metrics"]
     written = [json.loads(line) for line in answers.read_text().splitlines()]
     assert [a["question_id"] for a in written] == [0, 1, 2] and all("text" in a for a in written)

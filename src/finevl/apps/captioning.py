@@ -27,6 +27,7 @@ def generate_captions(
     captions: list[str] = []
     for i in range(0, len(images), batch_size):
         feats = clip.embed_pixels(images[i : i + batch_size], tokens=True)
+        feats = feats.to(bundle.model.device, bundle.model.dtype)
         ids = bundle.model.generate_ids(feats, decoding, max_new_tokens=max_new_tokens, num_beams=beams)  # type: ignore[arg-type]
-        captions += bundle.decode(ids)
+        captions += bundle.decode(ids.cpu())
     return captions

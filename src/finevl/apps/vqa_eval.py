@@ -118,12 +118,14 @@ def evaluate_on_world(
     label: str | None = None,
     max_new_tokens: int = 64,
     progress: Callable[[int], None] | None = None,
+    lvlm: Lvlm | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`finevl vqa eval` on a FineShapes split: (a CLIP_benchmark-shaped result with every VQA
-    family, the description benchmark and a few examples; the answers, LLaVA format)."""
+    family, the description benchmark and a few examples; the answers, LLaVA format). `lvlm`:
+    the model at `model` already loaded (and placed), else it is loaded on the CPU."""
     from finevl.models.lvlm import load_lvlm
 
-    lvlm = load_lvlm(model)
+    lvlm = lvlm or load_lvlm(model)
     questions, scenes = world_questions(world, split, limit)
     metrics, answers = evaluate_vqa(lvlm, questions, world, scenes, max_new_tokens, progress=progress)
     examples = [

@@ -85,8 +85,8 @@ def zeroshot_classify(
     loader = loader or ImageLoader()
     classes = sorted(names)
     classifier = build_zero_shot_classifier(
-        clip, clip.tokenize, [names[c] for c in classes], templates
-    )  # (D, C)
+        clip, clip.tokenize, [names[c] for c in classes], templates, device=clip.device
+    ).to("cpu", torch.float32)  # (D, C), beside the images' embeddings
     metric = ZeroShotAccuracy()
     index = {c: k for k, c in enumerate(classes)}
     for i in range(0, len(paths), batch_size):

@@ -74,6 +74,15 @@ class Clip(nn.Module):
             self.image_mean, self.image_std = image_processor.image_mean, image_processor.image_std
             self.context_length = inner.config.text_config.max_position_embeddings
 
+    # -- placement -------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     # -- text ------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> TextBatch:
         """Tokenize to the context length; longer texts are truncated and counted."""
@@ -121,6 +130,7 @@ class Clip(nn.Module):
 
     def encode_text(self, texts: TextBatch, normalize: bool = True) -> torch.Tensor:
         """(B, D) text embeddings, unit length unless `normalize=False`."""
+        texts = texts.to(self.device)
         if self.family == "open_clip" and not self._clip_text_tower():
             feats = self.inner.encode_text(texts.ids)  # custom (e.g. HF) text towers: as they are
         else:
@@ -133,6 +143,7 @@ class Clip(nn.Module):
     def encode_text_pooled(self, texts: TextBatch) -> torch.Tensor:
         """(B, width) the text transformer's pooled end-of-text output, before the projection
         (what seed 000's grammar head reads)."""
+        texts = texts.to(self.device)
         if self.family == "hf":
             out = self.inner.text_model(input_ids=texts.ids, attention_mask=texts.attention_mask)
             return out.pooler_output
@@ -169,6 +180,7 @@ class Clip(nn.Module):
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, D) image embeddings of preprocessed (B, 3, S, S) pixels."""
+        pixels = pixels.to(self.device, self.dtype)
         if self.family == "open_clip":
             feats = self.inner.encode_image(pixels)
         else:
@@ -179,6 +191,7 @@ class Clip(nn.Module):
         """(B, N, W) the image tower's token features, before the projection: what a captioner
         attends to. HF ViT: class + patch tokens; open_clip ViT: patch tokens (after ln_post);
         timm towers: the last stage map's positions (or a timm ViT's tokens)."""
+        pixels = pixels.to(self.device, self.dtype)
         if self.family == "hf":
             return self.inner.vision_model(pixel_values=pixels).last_hidden_state
         visual = self.inner.visual
@@ -211,10 +224,11 @@ class Clip(nn.Module):
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
-        """(T, D) unit embeddings of many texts, in cache-sized batches, without gradients."""
+        """(T, D) unit embeddings of many texts, in cache-sized batches, without gradients
+        (on the CPU in float32, wherever the model runs)."""
         batch = self.tokenize(texts)
         step = batch_size or self._chunk(batch.ids.shape[1])
-        return torch.cat([self.encode_text(batch[i : i + step]) for i in range(0, len(batch), step)])
+        return _host(torch.cat([self.encode_text(batch[i : i + step]) for i in range(0, len(batch), step)]))
 
     @torch.inference_mode()
     def embed_pixels(
@@ -224,8 +238,10 @@ class Clip(nn.Module):
         `tokens`, (N, T, W) token features instead (`encode_image_tokens`)."""
         step = batch_size or self._chunk(self._image_tokens())
         encode = self.encode_image_tokens if tokens else self.encode_image
-        return torch.cat(
-            [encode(self.normalize_pixels(images[i : i + step])) for i in range(0, len(images), step)]
+        return _host(
+            torch.cat(
+                [encode(self.normalize_pixels(images[i : i + step])) for i in range(0, len(images), step)]
+            )
         )
 
     @torch.inference_mode()
@@ -236,7 +252,7 @@ class Clip(nn.Module):
         for i in range(0, len(images), 256):  # HF processors are faster on whole batches
             pixels = self.preprocess_batch(images[i : i + 256])
             feats += [self.encode_image(pixels[k : k + step]) for k in range(0, len(pixels), step)]
-        return torch.cat(feats)
+        return _host(torch.cat(feats))
 
     def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
         """(B, 3, S, S) model input; HF processors run once per batch (much faster)."""
@@ -282,6 +298,11 @@ class Clip(nn.Module):
         return out
 
     inner_config: dict[str, Any] | None = None  # open_clip: the architecture's config
+
+
+def _host(x: torch.Tensor) -> torch.Tensor:
+    """Inference results on the CPU in float32 (no copy when they already are)."""
+    return x.to("cpu", torch.float32)
 
 
 def _side(size: Any) -> int:
@@ -429,10 +450,16 @@ def load_weights(clip: Clip, weights: str | Path) -> None:
         raise FinevlError(f"{weights}: weights do not fit {clip.name}: {first[:300]}") from None
 
 
-def load_clip(spec: str | Path, weights: str | Path | None = None) -> Clip:
+def load_clip(
+    spec: str | Path,
+    weights: str | Path | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Clip:
     """A `Clip` from a checkpoint directory (open_clip or Hugging Face layout), a finevl
     preset (`presets()`), or any open_clip architecture name; `weights` optionally loads a
-    safetensors or open_clip_train checkpoint into a preset or architecture."""
+    safetensors or open_clip_train checkpoint into a preset or architecture. `device` and
+    `dtype` place it (`models.device.placement` reads the command-line options)."""
     _register_presets()
     path = Path(spec)
     if path.is_dir():
@@ -456,4 +483,6 @@ def load_clip(spec: str | Path, weights: str | Path | None = None) -> Clip:
         clip = _open_clip_from_name(str(spec))
     if weights is not None:
         load_weights(clip, weights)
+    if device is not None or dtype is not None:
+        clip.to(device=device, dtype=dtype)
     return clip.eval()

@@ -317,16 +317,28 @@ def _check_dir(path: Path) -> None:
         check_safetensors(w)
 
 
-def load_lvlm(path: str | Path, dtype: torch.dtype | None = None) -> Lvlm:
+def _device_map(device: torch.device | None) -> str | dict[str, Any] | None:
+    if device is None or device.type == "cpu":
+        return None
+    return "auto" if device.index is None else {"": device.index}
+
+
+def load_lvlm(path: str | Path, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Lvlm:
     """A local LLaVA-family checkpoint directory (finevl's, or e.g. llava-hf's LLaVA-NeXT):
-    `from_pretrained` with local files only, safetensors only, no remote code."""
+    `from_pretrained` with local files only, safetensors only, no remote code. Loaded in
+    `dtype` straight onto `device`; a GPU without an index (`--device cuda`/`auto`) gets
+    `device_map="auto"`, so a 7B model is spread over every GPU there is."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = Path(path)
     _check_dir(path)
     try:
         model = AutoModelForImageTextToText.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=dtype
+            str(path),
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=dtype,
+            device_map=_device_map(device),
         )
         processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -1,0 +1,80 @@
+"""--device and --dtype: resolved once, refused in one line when the hardware is not there,
+and inference results come back to the CPU in float32 whatever the placement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from finevl.errors import FinevlError
+from finevl.models.clip import load_clip
+from finevl.models.device import placement, resolve_device, resolve_dtype
+from tests.test_cli import assert_one_line_error, run
+
+GPU = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU on this machine")
+
+
+def test_auto_is_the_gpu_when_there_is_one_and_fp32_on_the_cpu():
+    device, dtype = placement("auto", "auto")
+    assert device.type == ("cuda" if GPU else "cpu")
+    assert dtype == (torch.float32 if not GPU else dtype)
+    assert placement("cpu", "auto") == (torch.device("cpu"), torch.float32)
+    assert resolve_dtype("bfloat16") == torch.bfloat16 and resolve_dtype(" Float16 ") == torch.float16
+
+
+@pytest.mark.parametrize(("device", "needle"), [("tpu", "not one of"), ("cuda:x", "not one of")])
+def test_bad_device_names_are_refused(device, needle):
+    with pytest.raises(FinevlError, match=needle):
+        resolve_device(device)
+    with pytest.raises(FinevlError, match="not one of"):
+        resolve_dtype("int8")
+
+
+@pytest.mark.skipif(GPU, reason="checks the message on a machine without a GPU")
+def test_a_gpu_that_is_not_there_is_one_clear_error():
+    with pytest.raises(FinevlError, match="no CUDA GPU"):
+        resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("preset", ["finevl-tiny-vit", "hf-tiny-vit"])
+def test_bfloat16_embeddings_come_back_as_cpu_float32_near_the_fp32_ones(preset):
+    torch.manual_seed(0)
+    full = load_clip(preset)
+    half = load_clip(preset, dtype=torch.bfloat16)
+    half.load_state_dict({k: v.to(torch.bfloat16) for k, v in full.state_dict().items()})
+    assert half.dtype == torch.bfloat16
+    images = torch.randint(0, 255, (4, 3, 64, 64), dtype=torch.uint8)
+    texts = ["a red star on snow", "two blue circles", "a striped square", "grass"]
+    for a, b in (
+        (full.embed_pixels(images), half.embed_pixels(images)),
+        (full.embed_texts(texts), half.embed_texts(texts)),
+    ):
+        assert b.dtype == torch.float32 and b.device.type == "cpu"
+        assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98
+
+
+def test_commands_take_device_and_dtype(world, tmp_path, capsys, monkeypatch):
+    base = ["clip", "zeroshot", "--model", "finevl-tiny-vit", "--world", str(world), "--label", "background"]
+    base += ["--split", "train"]
+    code, out, err = run([*base, "--device", "cpu", "--dtype", "bfloat16"], capsys, monkeypatch)
+    assert code == 0, err
+    assert sum(map(sum, json.loads(out)["confusion"])) == 48
+    code, _, err = run([*base, "--dtype", "int4"], capsys, monkeypatch)
+    assert_one_line_error(code, err, "--dtype")
+    if not GPU:
+        code, _, err = run([*base, "--device", "cuda"], capsys, monkeypatch)
+        assert_one_line_error(code, err, "no CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("preset", ["finevl-tiny-vit", "finevl-tiny-conv", "hf-tiny-vit"])
+def test_a_clip_embeds_on_the_gpu_in_bfloat16(preset):
+    clip = load_clip(preset, device="cuda", dtype=torch.bfloat16)
+    feats = clip.embed_texts(["a red star"])
+    assert feats.device.type == "cpu" and torch.isfinite(feats).all()
+    pixels = torch.randint(0, 255, (2, 3, clip.image_size, clip.image_size), dtype=torch.uint8)
+    assert torch.isfinite(clip.embed_pixels(pixels)).all()
