@@ -147,6 +147,23 @@ def test_trimmed_text_encoding_equals_the_libraries_own(saved, name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
+def test_length_sorted_chunks_give_each_text_its_own_embedding(saved, name):
+    """embed_texts sorts by length and cuts each chunk to its longest text: the values are
+    those of each text encoded alone, in the caller's order."""
+    clip, _ = saved[name]
+    texts = [
+        "a red star",
+        "snow",
+        "two small blue striped circles left of a green box on grass",
+        "a big square",
+    ]
+    batched = clip.embed_texts(texts * 3, batch_size=2)
+    with torch.no_grad():
+        alone = torch.cat([clip.encode_text(clip.tokenize([t])) for t in texts * 3])
+    assert torch.allclose(batched, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_image_tokens_are_per_position_features(saved, name):
     clip, _ = saved[name]
     tokens = clip.eval().embed_pixels(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), tokens=True)

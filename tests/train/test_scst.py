@@ -7,11 +7,11 @@ import torch
 
 from finevl.data.tokenizer import train_word_tokenizer
 from finevl.metrics.captioning import CiderD
-from finevl.metrics.clipscore import clip_s
+from finevl.metrics.clipscore import PREFIX, clip_s
 from finevl.models.captioner import new_captioner
 from finevl.models.clip import load_clip
 from finevl.train.config import ScstConfig
-from finevl.train.rewards import PREFIX, CaptionReward, RewardWeights
+from finevl.train.rewards import CaptionReward, RewardWeights
 from finevl.train.scst import advantages, policy_loss, scst_step
 
 CORPUS = ["a red star on snow.", "a blue circle left of a green box.", "two shapes on grass."]

@@ -27,7 +27,7 @@ from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_cs
 from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
-from finevl.metrics.clipscore import PREFIX, ClipScore
+from finevl.metrics.clipscore import CaptionEmbedder, ClipScore
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip
@@ -132,13 +132,12 @@ def _clip_measures(
     said = [k for k, i in enumerate(ids) if preds[i]]
     out = dict.fromkeys(("CLIP-S", "RefCLIP-S", "RefCLIP-S-j"), 0.0)
     if said:
-        texts = list(dict.fromkeys(r for k in said for r in refs[ids[k]]))  # each reference once
-        ref_emb = dict(zip(texts, clip.embed_texts([PREFIX + t for t in texts]), strict=True))
+        texts = CaptionEmbedder(clip)
         score = ClipScore()
         score.update(
             image_emb[said],
-            clip.embed_texts([PREFIX + preds[ids[k]] for k in said]),
-            [torch.stack([ref_emb[r] for r in refs[ids[k]]]) for k in said],
+            texts([preds[ids[k]] for k in said]),
+            texts.references([refs[ids[k]] for k in said]),
         )
         out = {name: v * len(said) / len(ids) for name, v in score.compute().items()}  # empty ones: 0
     queries = clip.embed_texts([preds[i] or "." for i in ids])

@@ -11,7 +11,7 @@ import torch
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import iter_jsonl, read_csv, read_json
 from finevl.errors import FinevlError
-from finevl.metrics.clipscore import PREFIX, W, best_reference_cosine, clip_s, refclip_s
+from finevl.metrics.clipscore import PREFIX, CaptionEmbedder, W, pair_scores
 from finevl.models.clip import Clip
 
 
@@ -58,20 +58,19 @@ def score_rows(
     if not kept:
         raise FinevlError("no readable images to score")
     image_emb = dict(zip(good, clip.embed_images([images[p] for p in good]), strict=True))
-    cand = clip.embed_texts([prefix + r["caption"] for r in kept])
-    scores = clip_s(torch.stack([image_emb[r["image"]] for r in kept]), cand, w)
+    texts = CaptionEmbedder(clip, prefix)
+    cand = texts([r["caption"] for r in kept])
+    image_feats = torch.stack([image_emb[r["image"]] for r in kept])
+    scores = pair_scores(image_feats, cand, w=w)
     items = [
         {"image": r["image"], "caption": r["caption"], "CLIP-S": s}
-        for r, s in zip(kept, scores.tolist(), strict=True)
+        for r, s in zip(kept, scores["CLIP-S"].tolist(), strict=True)
     ]
-    ref_texts = list(dict.fromkeys(t for r in kept for t in r.get("refs") or []))
-    if ref_texts:
-        ref_emb = dict(zip(ref_texts, clip.embed_texts([prefix + t for t in ref_texts]), strict=True))
-        with_refs = [k for k, r in enumerate(kept) if r.get("refs")]
-        refs = [torch.stack([ref_emb[t] for t in kept[k]["refs"]]) for k in with_refs]
-        cos = best_reference_cosine(cand[with_refs], refs)
-        for name, variant in (("RefCLIP-S", "hessel"), ("RefCLIP-S-j", "j")):
-            for k, v in zip(with_refs, refclip_s(scores[with_refs], cos, w, variant).tolist(), strict=True):
+    with_refs = [k for k, r in enumerate(kept) if r.get("refs")]
+    if with_refs:
+        refs = texts.references([kept[k]["refs"] for k in with_refs])
+        for name, values in pair_scores(image_feats[with_refs], cand[with_refs], refs, w).items():
+            for k, v in zip(with_refs, values.tolist(), strict=True):
                 items[k][name] = v
     means = {
         m: sum(i[m] for i in items if m in i) / max(1, sum(m in i for i in items))
@@ -83,7 +82,7 @@ def score_rows(
         "items": items,
         "skipped_images": len(loader.skipped),
         "unique_images": len(good),
-        "unique_refs": len(ref_texts),
+        "unique_refs": len({t for r in kept for t in r.get("refs") or []}),
     }
 
 

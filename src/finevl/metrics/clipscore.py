@@ -8,6 +8,8 @@ reports 100 * max(cos, 0) of the batch mean; compare per pair: ours = 2.5 / 100 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 W = 2.5
@@ -43,6 +45,44 @@ def refclip_s(
     return torch.where(total > 0, 2 * clip_scores * ref / total.clamp(min=1e-12), torch.zeros_like(total))
 
 
+def pair_scores(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    refs: list[torch.Tensor] | None = None,
+    w: float = W,
+) -> dict[str, torch.Tensor]:
+    """Per-pair CLIP-S, and RefCLIP-S and RefCLIP-S-j when each pair has its references'
+    unit embeddings: the one computation behind the metric, `finevl score` and the reward."""
+    out = {"CLIP-S": clip_s(image_features, text_features, w)}
+    if refs is not None:
+        cos = best_reference_cosine(text_features, refs)
+        out["RefCLIP-S"] = refclip_s(out["CLIP-S"], cos, w)
+        out["RefCLIP-S-j"] = refclip_s(out["CLIP-S"], cos, w, variant="j")
+    return out
+
+
+class CaptionEmbedder:
+    """A CLIP's text side as CLIP-S reads it: every text prefixed ("A photo depicts ", as
+    Hessel et al.) and each distinct text embedded once."""
+
+    def __init__(self, clip: Any, prefix: str = PREFIX):
+        self.clip, self.prefix = clip, prefix
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        """(N, D) unit embeddings, one row per text (repeats embedded once)."""
+        unique = list(dict.fromkeys(texts))
+        emb = self.clip.embed_texts([self.prefix + t for t in unique])
+        where = {t: k for k, t in enumerate(unique)}
+        return emb[[where[t] for t in texts]]
+
+    def references(self, refs: list[list[str]]) -> list[torch.Tensor]:
+        """Each item's references as a (R, D) tensor, every distinct reference embedded once."""
+        flat = [r for rs in refs for r in rs]
+        emb = self(flat) if flat else torch.empty(0)
+        bounds = torch.tensor([0, *(len(rs) for rs in refs)]).cumsum(0).tolist()
+        return [emb[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 class ClipScore:
     """Accumulates per-pair CLIP-S (and RefCLIP-S when references are given); `compute`
     gives the means. `higher_is_better`."""
@@ -61,12 +101,11 @@ class ClipScore:
         text_features: torch.Tensor,
         refs: list[torch.Tensor] | None = None,
     ) -> None:
-        s = clip_s(image_features, text_features, self.w)
-        self.scores.append(s)
+        scores = pair_scores(image_features, text_features, refs, self.w)
+        self.scores.append(scores["CLIP-S"])
         if refs is not None:
-            cos = best_reference_cosine(text_features, refs)
-            self.ref_scores.append(refclip_s(s, cos, self.w))
-            self.ref_scores_j.append(refclip_s(s, cos, self.w, variant="j"))
+            self.ref_scores.append(scores["RefCLIP-S"])
+            self.ref_scores_j.append(scores["RefCLIP-S-j"])
 
     def compute(self) -> dict[str, float]:
         out = {"CLIP-S": torch.cat(self.scores).mean().item()}

@@ -228,7 +228,23 @@ class Clip(nn.Module):
         (on the CPU in float32, wherever the model runs)."""
         batch = self.tokenize(texts)
         step = batch_size or self._chunk(batch.ids.shape[1])
-        return _host(torch.cat([self.encode_text(batch[i : i + step]) for i in range(0, len(batch), step)]))
+        lengths = self._lengths(batch)
+        # longest first, each chunk cut to its own longest text: less padding, same values
+        order = torch.argsort(lengths, descending=True, stable=True)
+        chunks = []
+        for i in range(0, len(order), step):
+            rows = order[i : i + step]
+            ids, mask = self._trim(
+                batch.ids[rows], _rows(batch.attention_mask, rows), int(lengths[rows].max())
+            )
+            chunks.append(self.encode_text(TextBatch(ids, mask, 0)))
+        return _host(torch.cat(chunks))[torch.argsort(order)]
+
+    def _lengths(self, batch: TextBatch) -> torch.Tensor:
+        """Tokens of each text up to its end-of-text (padding excluded)."""
+        if batch.attention_mask is not None:
+            return batch.attention_mask.sum(1)
+        return (batch.ids != 0).sum(1)  # open_clip pads with 0
 
     @torch.inference_mode()
     def embed_pixels(
@@ -298,6 +314,10 @@ class Clip(nn.Module):
         return out
 
     inner_config: dict[str, Any] | None = None  # open_clip: the architecture's config
+
+
+def _rows(x: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[rows]
 
 
 def _host(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from finevl.metrics.captioning import CiderD
-from finevl.metrics.clipscore import PREFIX, best_reference_cosine, clip_s, refclip_s
+from finevl.metrics.clipscore import CaptionEmbedder, pair_scores
 from finevl.models.clip import Clip
 from finevl.models.grammar import GrammarModel
 
@@ -41,20 +41,16 @@ class CaptionReward:
         self.clip, self.image_emb, self.refs, self.w = clip.eval(), image_emb, refs, weights
         self.grammar = grammar
         self.cider = CiderD(refs) if weights.cider else None
-        self.ref_emb = self._embed_references() if weights.refclip else None
-
-    def _embed_references(self) -> list[torch.Tensor]:
-        """Every image's prefixed references, embedded once (so a resumed run scores alike)."""
-        texts = list(dict.fromkeys(r for refs in self.refs for r in refs))
-        emb = dict(zip(texts, self.clip.embed_texts([PREFIX + t for t in texts]), strict=True))
-        return [torch.stack([emb[r] for r in refs]) for refs in self.refs]
+        self.texts = CaptionEmbedder(clip)
+        # every image's references embedded once (so a resumed run scores alike)
+        self.ref_emb = self.texts.references(refs) if weights.refclip else None
 
     def _clip_terms(self, idx: list[int], captions: list[str], parts: dict[str, torch.Tensor]) -> None:
-        text = self.clip.embed_texts([PREFIX + c for c in captions])
-        parts["CLIP-S"] = clip_s(self.image_emb[idx], text)
-        if self.ref_emb is not None:
-            cos = best_reference_cosine(text, [self.ref_emb[i] for i in idx])
-            parts["RefCLIP-S"] = refclip_s(parts["CLIP-S"], cos)
+        refs = None if self.ref_emb is None else [self.ref_emb[i] for i in idx]
+        scores = pair_scores(self.image_emb[idx], self.texts(captions), refs)
+        parts["CLIP-S"] = scores["CLIP-S"]
+        if refs is not None:
+            parts["RefCLIP-S"] = scores["RefCLIP-S"]
 
     @torch.inference_mode()
     def __call__(self, idx: list[int], captions: list[str]) -> dict[str, torch.Tensor]:
