@@ -56,13 +56,15 @@ def step_flops_and_time(model: str, world: str, batch: int, steps: int) -> dict[
     return {"flops_per_step": counter.get_total_flops(), "seconds_per_step": seconds}
 
 
-def processes_throughput(world: str, batch: int, steps: int, processes: int) -> float:
+def processes_throughput(model: str, world: str, batch: int, steps: int, processes: int) -> float:
     """Samples/s of `finevl clip train` with 1 or 2 CPU processes (start-up excluded: the
     run's own `seconds` covers the steps)."""
     with tempfile.TemporaryDirectory() as d:
         args = [
             "clip",
             "train",
+            "--model",
+            model,
             "--data",
             world,
             "--out",
@@ -93,8 +95,8 @@ def main() -> None:
     peak = matmul_peak()
     speed = step_flops_and_time(args.model, args.world, args.batch, args.steps)
     flops_per_s = speed["flops_per_step"] / speed["seconds_per_step"]
-    one = processes_throughput(args.world, args.batch, args.steps, 1)
-    two = processes_throughput(args.world, args.batch, args.steps, 2)
+    one = processes_throughput(args.model, args.world, args.batch, args.steps, 1)
+    two = processes_throughput(args.model, args.world, args.batch, args.steps, 2)
     result = {
         "benchmark": "clip_train",
         "model": args.model,

@@ -69,3 +69,20 @@ def test_score_caches_repeated_images_and_references(hf_clip, tmp_path):
     out = score_rows(hf_clip, rows)
     assert out["unique_images"] == 1 and out["unique_refs"] == 2
     assert set(out["metrics"]) == {"CLIP-S", "RefCLIP-S", "RefCLIP-S-j"}
+
+
+def test_caption_embedder_prefixes_and_embeds_each_distinct_text_once(hf_clip, monkeypatch):
+    from finevl.metrics.clipscore import PREFIX, CaptionEmbedder
+
+    seen: list[list[str]] = []
+    original = hf_clip.embed_texts
+    monkeypatch.setattr(hf_clip, "embed_texts", lambda texts: seen.append(texts) or original(texts))
+    texts = CaptionEmbedder(hf_clip)
+    refs = texts.references([["a star", "a red star"], ["a star"], ["snow", "a star", "grass"]])
+    assert seen[-1] == [PREFIX + t for t in ("a star", "a red star", "snow", "grass")]
+    assert [len(r) for r in refs] == [2, 1, 3]
+    alone = original([PREFIX + "a star"])[0]
+    for r, k in ((refs[0], 0), (refs[1], 0), (refs[2], 1)):
+        assert torch.allclose(r[k], alone, atol=1e-6)
+    caps = texts(["a star", "a star", "grass"])
+    assert seen[-1] == [PREFIX + "a star", PREFIX + "grass"] and torch.equal(caps[0], caps[1])
