@@ -7,7 +7,7 @@ DEMO := runs/demo
 SCST_LR := 1e-5
 TOWER_STEPS := 1600
 LIT_STEPS := 250
-VIT_STEPS := 200
+VIT_STEPS := 120
 
 .PHONY: install demo demo-regions test bench lint clean
 
@@ -28,10 +28,10 @@ demo: install
 	$(BIN)/finevl data tokenizer $(DEMO)/world --overwrite --out $(DEMO)/tokenizer > $(DEMO)/tokenizer.json
 	$(BIN)/finevl world show $(DEMO)/world --overwrite --out $(DEMO)/gallery.html > $(DEMO)/gallery.json
 	# CLIP, locked-image tuning (docs/clip.md): the conv tower learns the attributes on one-object
-	# scenes, then a text tower learns to read it on the full world
+	# scenes, then a text tower learns to read it on the world and the one-object scenes together
 	rm -rf $(DEMO)/tower $(DEMO)/clip $(DEMO)/clip-vit
 	$(BIN)/finevl clip tower --data $(DEMO)/one-object-train --eval-data $(DEMO)/one-object --out $(DEMO)/tower --model finevl-tiny-conv --steps $(TOWER_STEPS) --batch-size 32 --warmup-steps 50 --save-every 2000 > $(DEMO)/tower.json
-	$(BIN)/finevl clip train --data $(DEMO)/world --out $(DEMO)/clip --model $(DEMO)/tower/checkpoint/model --lock-image --steps $(LIT_STEPS) --batch-size 128 --warmup-steps 30 --save-every 100 > $(DEMO)/clip.json
+	$(BIN)/finevl clip train --data $(DEMO)/world::$(DEMO)/one-object-train --out $(DEMO)/clip --model $(DEMO)/tower/checkpoint/model --lock-image --steps $(LIT_STEPS) --batch-size 128 --warmup-steps 30 --save-every 100 > $(DEMO)/clip.json
 	for label in shape color size pattern; do \
 	  $(BIN)/finevl clip zeroshot --model $(DEMO)/clip/checkpoint/model --world $(DEMO)/one-object --label $$label --split all --overwrite --out $(DEMO)/results/zeroshot-$$label.json > /dev/null || exit 1; \
 	done
@@ -61,15 +61,18 @@ demo: install
 	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
 
 # Osprey-style regions (seed 003), apart from `make demo` (its 15-minute budget is spent):
-# a 128 px world, a ConvNeXt CLIP trained briefly, the region quickstart, its report.
+# a 128 px world, the conv tower trained on its attributes at 128 px (the region model reads
+# only the image tower's stage maps), the region quickstart, its report.
 REGIONS := runs/demo-regions
+REGION_TOWER_STEPS := 600
 demo-regions: install
 	mkdir -p $(REGIONS)
 	$(BIN)/finevl world generate --out $(REGIONS)/world --n 2000 --size 128 --seed 3 --overwrite > /dev/null
-	rm -rf $(REGIONS)/clip $(REGIONS)/region
-	$(BIN)/finevl clip train --data $(REGIONS)/world --out $(REGIONS)/clip --model finevl-tiny-convnext --steps 150 --batch-size 128 --warmup-steps 15 --save-every 150 > /dev/null
-	$(BIN)/finevl region quickstart --data $(REGIONS)/world --clip $(REGIONS)/clip/checkpoint/model --out $(REGIONS)/region > $(REGIONS)/region.json
-	$(BIN)/finevl report --out $(REGIONS)/report.html --world $(REGIONS)/world $(REGIONS)/region/results/region.json > /dev/null
+	$(BIN)/finevl world generate --out $(REGIONS)/one-object --n 4000 --size 128 --seed 4 --max-objects 1 --overwrite > /dev/null
+	rm -rf $(REGIONS)/tower $(REGIONS)/region
+	$(BIN)/finevl clip tower --data $(REGIONS)/one-object --out $(REGIONS)/tower --model finevl-tiny-conv-128 --steps $(REGION_TOWER_STEPS) --batch-size 32 --warmup-steps 50 --save-every 10000 > $(REGIONS)/tower.json
+	$(BIN)/finevl region quickstart --data $(REGIONS)/world --clip $(REGIONS)/tower/checkpoint/model --out $(REGIONS)/region > $(REGIONS)/region.json
+	$(BIN)/finevl report --overwrite --out $(REGIONS)/report.html --world $(REGIONS)/world $(REGIONS)/region/results/region.json > /dev/null
 	@echo "report: open $(REGIONS)/report.html"
 
 # pytest exits 5 when it collects no test: that is a failure here, said plainly.
@@ -78,23 +81,27 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 BENCH_VIT := clip-finevl-tiny-vit-contrastive-k0-random-seed
-BENCH_LIT := clip-finevl-tiny-conv-lit-t4000x800-k0-random-seed0
+BENCH_LIT := clip-finevl-tiny-conv-lit-t20000x1600-k0-random-mix4000-seed0
 bench: install
 	$(BIN)/python benchmarks/world_gen.py --out benchmarks/results/world_gen.json
 	$(BIN)/python benchmarks/peak.py --out benchmarks/results/peak.json
 	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
 	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (STIC needs a ViT tower)
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --seeds 0 1 2 --out benchmarks/results/clip_lit.json
+	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --tower-images 20000 --tower-steps 1600 --tower-minutes 12 --steps 500 --minutes 6 --mix-images 4000 --seeds 0 1 2 --out benchmarks/results/clip_lit_t20000_mix4000.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --out benchmarks/results/clip_lit_k3.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --group-by background --out benchmarks/results/clip_lit_k3_grouped.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-vit --recipe contrastive --minutes 10 --steps 800 --seeds 0 1 --out benchmarks/results/clip_fineshapes.json
 	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --out benchmarks/results/clip_train.json
+	$(BIN)/python benchmarks/clip_train.py --world runs/bench/fs64 --model finevl-tiny-conv --out benchmarks/results/clip_train_conv.json
 	$(BIN)/python benchmarks/captioning_speed.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_LIT)/checkpoint/model --out benchmarks/results/captioning_speed.json
 	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/$(BENCH_LIT)/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
 	test -f runs/bench/fs128/world.json || $(BIN)/finevl world generate --out runs/bench/fs128 --n 4000 --size 128 --seed 3 > /dev/null
-	test -f runs/bench/clip-convnext/summary.json || $(BIN)/finevl clip train --data runs/bench/fs64 --out runs/bench/clip-convnext --model finevl-tiny-convnext --steps 800 --batch-size 128 --lr 1e-3 --warmup-steps 50 --max-minutes 8 > /dev/null
-	$(BIN)/python -W ignore::FutureWarning benchmarks/region.py --world runs/bench/fs128 --clip runs/bench/clip-convnext/checkpoint/model --work runs/bench/region --out benchmarks/results/region.json
+	# the region model's tower: the conv tower trained on 128 px one-object scenes (docs/osprey.md)
+	test -f runs/bench/one128/world.json || $(BIN)/finevl world generate --out runs/bench/one128 --n 4000 --size 128 --seed 4 --max-objects 1 > /dev/null
+	test -f runs/bench/tower128/probe.json || $(BIN)/finevl clip tower --data runs/bench/one128 --out runs/bench/tower128 --model finevl-tiny-conv-128 --steps 1600 --batch-size 32 --warmup-steps 50 --save-every 10000 > /dev/null
+	$(BIN)/python -W ignore::FutureWarning benchmarks/region.py --world runs/bench/fs128 --clip runs/bench/tower128/checkpoint/model --work runs/bench/region --out benchmarks/results/region.json
 	$(BIN)/python benchmarks/editing.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model \
 	  --judge-clip runs/bench/$(BENCH_VIT)1/checkpoint/model --work runs/bench/editing --out benchmarks/results/editing.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/dpo_speed.py --model runs/bench/stic/seed0/base/sft/checkpoint/model --prefs runs/bench/stic/seed0/stic/prefs.jsonl --data runs/bench/fs64 --out benchmarks/results/dpo_speed.json

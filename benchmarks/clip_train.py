@@ -39,7 +39,7 @@ def step_flops_and_time(model: str, world: str, batch: int, steps: int) -> dict[
     loss_fn, sampler = ClipLoss(), CaptionSampler()
 
     def step(k: int) -> None:
-        pixels, texts = make_batch(
+        pixels, texts, _ = make_batch(
             clip, data, batch_indices(len(data), batch, k, 0), random.Random(k), sampler
         )
         loss_fn(*clip(pixels, texts)).backward()
