@@ -676,11 +676,13 @@ def region_ask(
         str, typer.Option("--question", help="Names masks as <region1>, <region2>, ... (or <mask><pos>).")
     ],
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 64,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Ask one question about regions of an image, each given as a mask."""
     from finevl.apps.region_eval import ask_regions
 
-    _emit(ask_regions(model, image, mask, question, max_new_tokens))
+    _emit(ask_regions(model, image, mask, question, max_new_tokens, device, dtype))
 
 
 @region_app.command("quickstart")

@@ -108,6 +108,8 @@ def test_ask_answers_about_masks_and_refuses_bad_ones(staged, world, tmp_path, c
     base = ["region", "ask", "--model", staged["3"], "--image", image, "--max-new-tokens", "3"]
     res = _ok([*base, "--mask", good, "--question", "What is in <region1>?"], capsys, monkeypatch)
     assert isinstance(res["answer"], str)
+    half = [*base, "--mask", good, "--question", "What is in <region1>?", "--dtype", "bfloat16"]
+    assert isinstance(_ok(half, capsys, monkeypatch)["answer"], str)  # the model in bf16, end to end
     empty = _mask_file(tmp_path / "e.png", np.zeros((64, 64), bool))
     full = _mask_file(tmp_path / "f.png", np.ones((64, 64), bool))
     small = _mask_file(tmp_path / "s.png", np.ones((32, 32), bool))

@@ -24,6 +24,7 @@ from finevl.errors import FinevlError
 from finevl.metrics.captioning import caption_metrics
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
+from finevl.models.device import placement
 from finevl.models.region import REGION, RegionLvlm, RegionPrompt, check_masks, load_region_model
 from finevl.train.region.config import RegionEvalConfig
 from finevl.train.region.data import WorldRegion, world_regions
@@ -120,7 +121,7 @@ def evaluate_regions(
     regions_by_image = world_regions(cfg.data, cfg.split)
     chosen = sorted(regions_by_image)[: cfg.limit]
     regions = [r for i in chosen for r in regions_by_image[i]]
-    net = load_region_model(cfg.model)
+    net = load_region_model(cfg.model, *placement(cfg.device, cfg.dtype))
     images = ImageCache(Path(cfg.data) / "images")
     answers = region_answers(net, regions, images, cfg.max_new_tokens, cfg.batch_size, progress)
     records = [
@@ -161,7 +162,13 @@ def write_region_results(out: str | Path, result: dict[str, Any], records: list[
 
 
 def ask_regions(
-    model: str | Path, image: str | Path, masks: list[str | Path], question: str, max_new_tokens: int = 64
+    model: str | Path,
+    image: str | Path,
+    masks: list[str | Path],
+    question: str,
+    max_new_tokens: int = 64,
+    device: str = "auto",
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """One question about regions of one image, each region a mask file; every mask must be
     named in the question (`<regionN>` or `<mask><pos>` in order)."""
@@ -174,5 +181,5 @@ def ask_regions(
     arrays = [read_mask_png(m) for m in masks]
     prompt = RegionPrompt(picture, [arrays[k] for k in order], text)
     check_masks(prompt.masks, picture.size, text)  # before the model loads: fail fast
-    answer = load_region_model(model).generate([prompt], max_new_tokens)[0]
+    answer = load_region_model(model, *placement(device, dtype)).generate([prompt], max_new_tokens)[0]
     return {"model": str(model), "image": str(image), "question": question, "answer": answer}

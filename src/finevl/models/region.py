@@ -97,7 +97,7 @@ def mask_pool(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     is resized bilinearly to the map and binarised again (> 0, as upstream); a mask that
     vanishes at a coarse level pools to zeros."""
     small = F.interpolate(masks[:, None].float(), size=features.shape[-2:], mode="bilinear") > 0
-    weights = small.float() / (small.sum((-1, -2), keepdim=True) + 1e-8)
+    weights = (small.float() / (small.sum((-1, -2), keepdim=True) + 1e-8)).to(features.dtype)
     return torch.einsum("rchw,rqhw->rc", features, weights)
 
 
@@ -120,7 +120,7 @@ class MaskExtractor(nn.Module):
         if self.config.spatial_token:
             side = self.config.spatial_size
             small = F.interpolate(masks[:, None].float(), size=(side, side), mode="bilinear")
-            tokens.append(self.spatial_mlp(small.flatten(1)))
+            tokens.append(self.spatial_mlp(small.flatten(1).to(pooled.dtype)))
         return torch.stack(tokens, 1)
 
 
@@ -239,7 +239,16 @@ class RegionLvlm(nn.Module):
                 [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
             )
             out["labels"] = answer_labels(enc["input_ids"], enc["attention_mask"], lengths)
-        return out
+        return self._place(out)
+
+    def _place(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch on the model's device, pixels in the tower's dtype."""
+        device = self.lm.device
+        placed = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if batch["pixel_values"] is not None:
+            placed["pixel_values"] = batch["pixel_values"].to(device, self.clip.dtype)
+        placed["masks"] = [None if m is None else m.to(device) for m in batch["masks"]]
+        return placed
 
     def _masks(self, masks: Sequence[np.ndarray]) -> torch.Tensor:
         """Masks resized (nearest) to the tower's input, as the image is: any image size."""
@@ -263,7 +272,9 @@ class RegionLvlm(nn.Module):
         maps = self.stage_maps(batch["pixel_values"])
         image = self.projector(maps[self.config.image_level].flatten(2).transpose(1, 2))
         embeds = embeds.masked_scatter((ids == self.ids[IMAGE_TOKEN])[..., None], image.to(embeds.dtype))
-        owner = [torch.full((len(m),), k) for k, m in enumerate(batch["masks"]) if m is not None]
+        owner = [
+            torch.full((len(m),), k, device=ids.device) for k, m in enumerate(batch["masks"]) if m is not None
+        ]
         if owner:
             masks = torch.cat([m for m in batch["masks"] if m is not None])
             regions = self.extractor(maps, masks, torch.cat(owner))
@@ -354,8 +365,11 @@ def build_region_model(
     return RegionLvlm(clip, model, tokenizer, config or RegionModelConfig())
 
 
-def load_region_model(path: str | Path) -> RegionLvlm:
-    """A region model folder written by `RegionLvlm.save` (safetensors only, local files)."""
+def load_region_model(
+    path: str | Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> RegionLvlm:
+    """A region model folder written by `RegionLvlm.save` (safetensors only, local files),
+    placed on `device` in `dtype` when given."""
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
@@ -378,4 +392,6 @@ def load_region_model(path: str | Path) -> RegionLvlm:
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise FinevlError(f"{path}: cannot load the region model ({first[:300]})") from None
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
     return model.eval()

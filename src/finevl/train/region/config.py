@@ -60,6 +60,8 @@ class RegionEvalConfig:
     label: str = field(default="", metadata={"help": "Row name in reports (default: from the path)."})
     batch_size: int = field(default=64, metadata={"help": "Questions per generation batch."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest answer."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16."})
 
     def __post_init__(self) -> None:
         if not self.model or not self.data or not self.out:
