@@ -89,26 +89,37 @@ def _trim_log(log: Path, step: int) -> None:
             write_text_atomic(log, "".join(kept))
 
 
+def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.json") -> bool:
+    """Check or claim a run folder; True when resuming. Resuming needs the settings saved in
+    `settings` to equal `cfg`'s (the time budget aside); a new run needs an empty folder,
+    claimed (never a user's file, a link, or a read-only place), its settings written."""
+    saved = run / settings
+    if resume and not run.is_symlink() and saved.is_file():
+        if _comparable(read_json(saved)) != _comparable(asdict(cfg)):
+            raise FinevlError(f"{run}: --resume with different settings than {saved}")
+        return True
+    if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
+        hint = "pass --resume to continue it" if saved.is_file() else "choose another --out"
+        raise FinevlError(f"{run}: run folder is not empty; {hint}")
+    claim_output(run, folder=True)
+    make_own_folder(run)
+    write_json_atomic(saved, asdict(cfg))
+    return False
+
+
+def _comparable(settings: Any) -> Any:
+    return {k: v for k, v in settings.items() if k != "max_minutes"} if isinstance(settings, dict) else None
+
+
 def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
     """The run folder, and the model to start from (the checkpoint when resuming). `cfg` is a
     trainer's config dataclass with `out` and `model`; resuming needs the same settings."""
     run = Path(cfg.out)
+    if not open_run_folder(run, cfg, resume):
+        return run, cfg.model
+    remove_stale_temps(run, "checkpoint")  # a kill during a checkpoint's write
     ckpt_model = run / "checkpoint" / "model"
-    if resume and not run.is_symlink() and (run / "config.json").is_file():
-        saved = read_json(run / "config.json")
-        if not isinstance(saved, dict) or {k: v for k, v in saved.items() if k not in ("max_minutes",)} != {
-            k: v for k, v in asdict(cfg).items() if k not in ("max_minutes",)
-        }:
-            raise FinevlError(f"{run}: --resume with different settings than {run / 'config.json'}")
-        remove_stale_temps(run, "checkpoint")  # a kill during a checkpoint's write
-        return run, ckpt_model if ckpt_model.is_dir() else cfg.model
-    if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
-        hint = "pass --resume to continue it" if (run / "config.json").is_file() else "choose another --out"
-        raise FinevlError(f"{run}: run folder is not empty; {hint}")
-    claim_output(run, folder=True)  # never a user's file, a link, or a read-only place
-    make_own_folder(run)
-    write_json_atomic(run / "config.json", asdict(cfg))
-    return run, cfg.model
+    return run, ckpt_model if ckpt_model.is_dir() else cfg.model
 
 
 def log_step(accelerator: Any, run: Path, step: int, summary: dict[str, Any]) -> None:

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from finevl.data.conversations import write_conversations
-from finevl.data.files import claim_output, make_own_folder
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.data.tokenizer import load_tokenizer, train_word_tokenizer
 from finevl.errors import FinevlError
 from finevl.models.clip import load_clip
 from finevl.models.lvlm import CHAT_WORDS, build_lvlm
+from finevl.train.loop import open_run_folder
 from finevl.train.stic.config import BaseConfig, SupervisedConfig
 from finevl.train.stic.data import alignment_pairs, instruction_turns, lm_texts, world_images
 from finevl.train.stic.prompts import all_prompts
@@ -50,24 +49,11 @@ def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str) -> Superv
     )
 
 
-def _check_settings(cfg: BaseConfig, resume: bool) -> None:
-    saved = Path(cfg.out) / "base.json"
-    if resume and saved.is_file():
-        if read_json(saved) != asdict(cfg):
-            raise FinevlError(f"{cfg.out}: --resume with different settings than {saved}")
-        return
-    if Path(cfg.out).is_dir() and any(Path(cfg.out).iterdir()):
-        raise FinevlError(f"{cfg.out}: run folder is not empty; pass --resume to continue it")
-    claim_output(cfg.out, folder=True)
-    make_own_folder(cfg.out)
-    write_json_atomic(saved, asdict(cfg))
-
-
 def train_base(
     cfg: BaseConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Build and train the base model; a finished stage is skipped on resume."""
-    _check_settings(cfg, resume)
+    open_run_folder(Path(cfg.out), cfg, resume, settings="base.json")
     out = Path(cfg.out)
     files = world_images(cfg.data, cfg.split)
     if len(files) < cfg.sft_images:
