@@ -862,7 +862,9 @@ def index_build(
     clip = _clip(model, weights, device, dtype)
     loader = ImageLoader(on_bad_image)  # type: ignore[arg-type]
     spec = str(Path(model).resolve()) if Path(model).exists() else model  # queries reload it from anywhere
-    _emit(build_index(clip, spec, paths, out, loader, weights=str(weights.resolve()) if weights else None))
+    result = build_index(clip, spec, paths, out, loader, weights=str(weights.resolve()) if weights else None)
+    if result is not None:  # the main process (others, under accelerate launch, return None)
+        _emit(result)
 
 
 @index_app.command("query")

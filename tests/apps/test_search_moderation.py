@@ -131,3 +131,38 @@ def test_moderate_command(world, tmp_path, capsys, monkeypatch):
         monkeypatch,
     )
     assert_one_line_error(code, err, "bad.yaml")
+
+
+def test_two_processes_build_the_index_one_process_builds(world, tmp_path):
+    """`accelerate launch` splits the collection; the shares, merged in order, are the index
+    of one process: same paths, same vectors, the same skipped image, no temporaries left."""
+    import shutil
+    import subprocess
+
+    import faiss
+
+    from finevl.models.clip import load_clip
+    from finevl.train.launch import finevl_command
+
+    torch.manual_seed(0)
+    model = load_clip("finevl-tiny-vit").save(tmp_path / "clip")
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((world / "images").iterdir())[:13]:
+        shutil.copy(p, images / p.name)
+    (images / "00000005.png").write_bytes(b"not a png")  # one unreadable image, in the first share
+    built = {}
+    for name, processes in (("one", 1), ("two", 2)):
+        args = ["index", "build", "--model", str(model), str(images), "--on-bad-image", "skip"]
+        cmd, env = finevl_command([*args, "--out", str(tmp_path / name)], processes)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.count('"count"') == 1  # one result, from the main process
+        meta = json.loads((tmp_path / name / "index.json").read_text())
+        index = faiss.read_index(str(tmp_path / name / "index.faiss"))
+        built[name] = (meta, index.reconstruct_n(0, index.ntotal))
+    (m1, v1), (m2, v2) = built["one"], built["two"]
+    assert m1["paths"] == m2["paths"] and len(m1["paths"]) == 12
+    assert len(m1["skipped"]) == len(m2["skipped"]) == 1
+    assert abs(v1 - v2).max() < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "images", "one", "two"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from finevl.apps.sharded import Share, embed_in_shares
 from finevl.data.files import atomic_dir
 from finevl.data.formats import IMAGE_SUFFIXES, image_folder
 from finevl.data.images import ImageLoader
@@ -42,23 +43,32 @@ def build_index(
     loader: ImageLoader | None = None,
     batch_size: int = 256,
     weights: str | None = None,
-) -> dict[str, Any]:
-    """Embed every image and write `index.faiss` + `index.json` (paths, model) atomically."""
+) -> dict[str, Any] | None:
+    """Embed every image and write `index.faiss` + `index.json` (paths, model) atomically.
+    Under `accelerate launch`, each process embeds its share and the main process writes the
+    one index (the others return None)."""
     import faiss
 
     loader = loader or ImageLoader()
-    index, kept = None, []
-    for i in range(0, len(paths), batch_size):
-        pairs = [(p, loader(p)) for p in paths[i : i + batch_size]]
-        pairs = [(p, im) for p, im in pairs if im is not None]
-        if not pairs:
-            continue
-        emb = clip.embed_images([im for _, im in pairs]).numpy().astype(np.float32)
-        index = index or faiss.IndexFlatIP(emb.shape[1])
-        index.add(emb)
-        kept += [str(p) for p, _ in pairs]
-    if index is None:
+
+    def embed(share: list[Path]) -> Share:
+        vectors, kept = [], []
+        for i in range(0, len(share), batch_size):
+            pairs = [(p, loader(p)) for p in share[i : i + batch_size]]
+            pairs = [(p, im) for p, im in pairs if im is not None]
+            if pairs:
+                vectors.append(clip.embed_images([im for _, im in pairs]).numpy().astype(np.float32))
+                kept += [str(p) for p, _ in pairs]
+        return (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), kept, loader.skipped
+
+    merged = embed_in_shares(paths, embed, out)
+    if merged is None:
+        return None
+    vectors, kept, skipped = merged
+    if not kept:
         raise FinevlError("no readable images to index")
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
     out = Path(out)
     meta = {
         "model": model_spec,
@@ -66,12 +76,12 @@ def build_index(
         "dim": index.d,
         "count": index.ntotal,
         "paths": kept,
-        "skipped": loader.skipped,
+        "skipped": skipped,
     }
     with atomic_dir(out) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_json_atomic(tmp / META_FILE, meta)
-    return {"index": str(out), "count": index.ntotal, "dim": index.d, "skipped_images": len(loader.skipped)}
+    return {"index": str(out), "count": index.ntotal, "dim": index.d, "skipped_images": len(skipped)}
 
 
 def open_index(folder: str | Path) -> tuple[Any, dict[str, Any]]:
