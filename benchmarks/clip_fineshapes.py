@@ -29,11 +29,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.compose import compose_eval
 from finevl.apps.retrieval import retrieval_eval
 from finevl.apps.zeroshot import TEMPLATES, world_labels, zeroshot_classify
 from finevl.data.imagetext import load_image_text
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.compose import compose_eval
 from finevl.metrics.seeds import mean_std
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import ClipTrainConfig, TowerTrainConfig

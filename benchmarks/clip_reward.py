@@ -18,11 +18,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.caption_eval import HEADLINE, evaluate_captions, headline
 from finevl.apps.captioning import generate_captions
 from finevl.apps.retrieval import caption_by_retrieval, caption_pool
 from finevl.data.imagetext import load_image_text
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.caption import HEADLINE, evaluate_captions, headline
 from finevl.models.captioner import load_captioner
 from finevl.models.clip import load_clip
 from finevl.train.config import CaptionTrainConfig, GrammarTrainConfig, ScstConfig

@@ -25,7 +25,10 @@ from typing import Any
 
 from PIL import Image
 
-from finevl.apps.edit_eval import (
+from finevl.apps.editing import EditSettings, before_after, edit_image, image_tensor
+from finevl.data.images import load_image
+from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.edit import (
     CHANGES,
     KINDS,
     RATES,
@@ -35,13 +38,10 @@ from finevl.apps.edit_eval import (
     judge_edit,
     summarise,
 )
-from finevl.apps.editing import EditSettings, before_after, edit_image, image_tensor
-from finevl.data.images import load_image
-from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.judge import train_attribute_judge
 from finevl.metrics.seeds import mean_std
 from finevl.models.attribute_judge import load_attribute_judge
 from finevl.models.clip import load_clip
-from finevl.train.judge import train_attribute_judge
 from finevl.world.counterfactual import counterfactual_image
 
 ORACLE = "oracle: the world re-rendered with the new value"

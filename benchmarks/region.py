@@ -20,8 +20,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.region_eval import evaluate_regions, write_region_results
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.region import evaluate_regions, write_region_results
 from finevl.metrics.region import REGION_HEADLINE
 from finevl.metrics.seeds import mean_std
 from finevl.train.config import shared_fields

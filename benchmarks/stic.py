@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.vqa_eval import evaluate_on_world
 from finevl.data.jsonio import read_json, write_json_atomic
+from finevl.eval.vqa import evaluate_on_world
 from finevl.metrics.seeds import mean_std
 from finevl.train.config import shared_fields
 from finevl.train.stic.config import PipelineConfig

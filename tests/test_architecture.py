@@ -1,5 +1,6 @@
-"""Imports point one way (DESIGN.md): cli -> train/apps/report -> metrics -> models -> data,
-and world -> data. A back-edge means a concept sits in the wrong module."""
+"""Imports point one way (DESIGN.md, Layout): cli -> report -> eval -> apps, train (siblings)
+-> metrics -> models -> data, with `world` imported only by eval and cli. A back-edge means
+a concept sits in the wrong module."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import finevl
 ROOT = Path(finevl.__file__).parent
 # For each top-level part: the finevl parts it must never import.
 FORBIDDEN = {
-    "data": {"world", "models", "metrics", "train", "apps", "report", "cli"},
-    "world": {"models", "metrics", "train", "apps", "report", "cli"},
-    "models": {"world", "metrics", "train", "apps", "report", "cli"},
-    "metrics": {"train", "apps", "report", "cli"},
-    "report": {"train", "cli"},
-    "train": {"cli"},
-    "apps": {"cli"},
+    "data": {"world", "models", "metrics", "train", "apps", "eval", "report", "cli"},
+    "world": {"models", "metrics", "train", "apps", "eval", "report", "cli"},
+    "models": {"world", "metrics", "train", "apps", "eval", "report", "cli"},
+    "metrics": {"world", "train", "apps", "eval", "report", "cli"},
+    "train": {"world", "apps", "eval", "report", "cli"},
+    "apps": {"world", "train", "eval", "report", "cli"},
+    "eval": {"report", "cli"},
+    "report": {"cli"},
 }
+# The back-edges still to remove: both read the world's facts and grammar, which live in
+# `world` beside the generator until that oracle moves to its own layer (issue 24, part 5).
+KNOWN = {"metrics/finecap.py": {"world"}, "train/region/data.py": {"world"}}
 
 
 def _imports(path: Path) -> set[str]:
@@ -37,6 +42,7 @@ def test_imports_point_one_way():
     for path in ROOT.rglob("*.py"):
         part = path.relative_to(ROOT).parts[0].removesuffix(".py")
         bad = _imports(path) & FORBIDDEN.get(part, set())
+        bad -= KNOWN.get(str(path.relative_to(ROOT)), set())
         if bad:
             offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
     assert offenders == []
@@ -50,3 +56,9 @@ def test_cli_import_is_light():
     code = f"import sys, finevl.cli; print(any(m in sys.modules for m in {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_known_back_edges_are_still_there():
+    """Remove an entry from KNOWN once its back-edge is gone, so it cannot come back."""
+    for name, parts in KNOWN.items():
+        assert parts <= _imports(ROOT / name), f"{name} no longer imports {sorted(parts)}: drop it from KNOWN"

@@ -390,9 +390,9 @@ def clip_compose(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Compositional accuracy (SugarCrepe categories), next to a text-only baseline."""
-    from finevl.apps.compose import compose_eval
     from finevl.data.images import ImageLoader
     from finevl.data.sugarcrepe import read_sugarcrepe
+    from finevl.eval.compose import compose_eval
     from finevl.world.compose import world_pairs
 
     _claim(overwrite, out)
@@ -503,7 +503,7 @@ def finecap_eval(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Score generated captions: n-gram metrics per criterion, fact P/R/F1, CLIP-S, R@k."""
-    from finevl.apps.caption_eval import evaluate_captions
+    from finevl.eval.caption import evaluate_captions
 
     _claim(overwrite, out)
     if images is not None and ann.is_dir():
@@ -567,9 +567,9 @@ def stic_dift(config: DiftConfig, resume: ResumeOpt = False) -> None:
 @config_options(PipelineConfig)
 def stic_quickstart(config: PipelineConfig) -> None:
     """A small STIC run: base, preferences, DPO, DIFT, each evaluated (results/vqa-*.json)."""
-    from finevl.apps.vqa_eval import evaluate_on_world
     from finevl.data.files import claim_run_folder
     from finevl.data.jsonio import write_json_atomic
+    from finevl.eval.vqa import evaluate_on_world
     from finevl.train.stic.pipeline import run_base, stic_variant
 
     claim_run_folder(config.out)
@@ -610,8 +610,8 @@ def vqa_eval(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Exact-match accuracy per question family on normalised answers (+ description facts)."""
-    from finevl.apps.vqa_eval import evaluate_on_world, evaluate_vqa, model_label, read_questions
     from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
+    from finevl.eval.vqa import evaluate_on_world, evaluate_vqa, model_label, read_questions
     from finevl.models.device import placement
     from finevl.models.lvlm import load_lvlm
 
@@ -656,7 +656,7 @@ def region_train(config: RegionTrainConfig, resume: ResumeOpt = False) -> None:
 @config_options(RegionEvalConfig)
 def region_eval(config: RegionEvalConfig, overwrite: OverwriteOpt = False) -> None:
     """Classification (SS, S-IoU), open-vocab segmentation (mIoU, PQ), captioning, description."""
-    from finevl.apps.region_eval import answers_file, evaluate_regions, write_region_results
+    from finevl.eval.region import answers_file, evaluate_regions, write_region_results
 
     _claim(overwrite, config.out, answers_file(config.out))
 
@@ -680,7 +680,7 @@ def region_ask(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Ask one question about regions of an image, each given as a mask."""
-    from finevl.apps.region_eval import ask_regions
+    from finevl.eval.region import ask_regions
 
     _emit(ask_regions(model, image, mask, question, max_new_tokens, device, dtype))
 
@@ -689,8 +689,8 @@ def region_ask(
 @config_options(RegionPipelineConfig)
 def region_quickstart(config: RegionPipelineConfig) -> None:
     """A small Osprey run: LM, stages 1-3, evaluated (results/region.json + answers)."""
-    from finevl.apps.region_eval import evaluate_regions, write_region_results
     from finevl.data.files import claim_run_folder
+    from finevl.eval.region import evaluate_regions, write_region_results
     from finevl.train.region.pipeline import run_chain
 
     claim_run_folder(config.out)

@@ -2,7 +2,7 @@
 `{id: {"filename", "caption", "negative_caption"}}`, images from a COCO val2017 folder.
 
 `ComposePair` is also the record FineShapes' own compositional pairs are made in
-(`finevl.world.compose`), so one evaluation (`finevl.apps.compose`) serves both.
+(`finevl.world.compose`), so one evaluation (`finevl.eval.compose`) serves both.
 """
 
 from __future__ import annotations

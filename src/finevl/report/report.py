@@ -13,12 +13,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
-from finevl.apps.caption_eval import HEADLINE, headline
-from finevl.apps.edit_eval import SCORE_LABELS
 from finevl.data.coco import CocoCaptions, decode_segmentation, rle_area_bbox
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
+from finevl.eval.caption import HEADLINE, headline
+from finevl.eval.edit import SCORE_LABELS
 from finevl.metrics.region import REGION_HEADLINE
 from finevl.report.encode import image_data_uri
 from finevl.report.gallery import overlay_masks

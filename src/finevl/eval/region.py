@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finevl.apps.vqa_eval import model_label
 from finevl.data.images import ImageCache, load_image
 from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
 from finevl.data.regions import read_mask_png, resolve_regions
 from finevl.errors import FinevlError
+from finevl.eval.vqa import model_label
 from finevl.metrics.captioning import caption_metrics
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes

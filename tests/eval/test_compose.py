@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from finevl.apps.compose import compose_eval
 from finevl.data.sugarcrepe import SUGARCREPE_CATEGORIES, ComposePair, read_sugarcrepe
 from finevl.errors import FinevlError
+from finevl.eval.compose import compose_eval
 from finevl.metrics.compose import CompositionalAccuracy, compositional_accuracy
 from finevl.world.compose import WORLD_CATEGORIES
 from tests.test_cli import assert_one_line_error, run

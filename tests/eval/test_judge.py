@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from finevl.errors import FinevlError
+from finevl.eval.judge import judge_accuracy, judge_examples, train_attribute_judge
 from finevl.models.attribute_judge import HEADS, context_window, load_attribute_judge, object_crop
-from finevl.train.judge import judge_accuracy, judge_examples, train_attribute_judge
 
 
 def test_the_judge_learns_attributes_and_round_trips(world, tmp_path):
@@ -47,7 +47,7 @@ def test_an_empty_mask_is_refused():
 def test_a_folder_of_other_labels_or_weights_is_one_error(tmp_path):
     from safetensors.torch import save_file
 
-    from finevl.train.judge import judge_labels
+    from finevl.eval.judge import judge_labels
 
     (tmp_path / "judge_config.json").write_text('{"labels": {"color": ["red"]}}')
     save_file({"x": torch.zeros(1)}, tmp_path / "judge.safetensors")

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from finevl.apps.edit_eval import KINDS, edit_cases, judge_edit, summarise
 from finevl.apps.editing import image_tensor
 from finevl.data.images import load_image
 from finevl.errors import FinevlError
+from finevl.eval.edit import KINDS, edit_cases, judge_edit, summarise
+from finevl.eval.judge import judge_labels
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import load_clip
 from finevl.report.report import write_report
-from finevl.train.judge import judge_labels
 from finevl.world import vocab
 from finevl.world.counterfactual import counterfactual_image
 
@@ -68,7 +68,7 @@ def test_the_scores_of_one_edit(world, models, monkeypatch):
     edited = original.flip(-1)
     before = {"color": case.before, "pattern": "solid", "size": "small", "background": "sea"}
     prefers = iter([False, True, False, False])  # optimised CLIP before/after, second CLIP before/after
-    monkeypatch.setattr("finevl.apps.edit_eval.prefers_target", lambda *a: next(prefers))
+    monkeypatch.setattr("finevl.eval.edit.prefers_target", lambda *a: next(prefers))
     judge = ReadsAsTold(before, {**before, "color": case.before, "pattern": "striped"}, original)
     fooled = judge_edit(case, edited, models[0], models[1], judge)
     assert (
@@ -79,7 +79,7 @@ def test_the_scores_of_one_edit(world, models, monkeypatch):
     )
     assert not fooled["judge"] and not fooled["changed"] and not fooled["others_kept"]
     prefers = iter([True, True, True, True])
-    monkeypatch.setattr("finevl.apps.edit_eval.prefers_target", lambda *a: next(prefers))
+    monkeypatch.setattr("finevl.eval.edit.prefers_target", lambda *a: next(prefers))
     judge = ReadsAsTold(before, {**before, "color": case.after}, original)
     real = judge_edit(case, edited, models[0], models[1], judge)
     assert real["judge"] and real["changed"] and real["others_kept"] and real["judge_reads"] == case.after
