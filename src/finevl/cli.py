@@ -623,7 +623,8 @@ def vqa_eval(
         raise FinevlError("--max-new-tokens must be >= 1")
     where, precision = placement(device, dtype)
     qs = read_questions(questions) if questions is not None else []
-    lvlm = load_lvlm(model, precision, where)
+    # on the CPU, auto keeps the checkpoint's own dtype (as the STIC pipeline loads it)
+    lvlm = load_lvlm(model, None if dtype == "auto" and where.type == "cpu" else precision, where)
     if data is not None:
         result, rows = evaluate_on_world(model, data, split, limit, label, max_new_tokens, lvlm=lvlm)
     else:
@@ -704,6 +705,7 @@ def region_quickstart(config: RegionPipelineConfig) -> None:
             out=str(Path(config.out) / "results" / "region.json"),
             limit=config.eval_images,
             label="Osprey (mask + spatial token)",
+            dtype="float32",  # as trained: the quickstart's figures do not depend on the machine
         )
         result, records = evaluate_regions(eval_cfg, progress=lambda k: bar.advance(task, k))
     write_region_results(eval_cfg.out, result, records)

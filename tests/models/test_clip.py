@@ -156,6 +156,8 @@ def test_length_sorted_chunks_give_each_text_its_own_embedding(saved, name):
         "snow",
         "two small blue striped circles left of a green box on grass",
         "a big square",
+        'the sign says "open!".',  # "!" is open_clip's token 0, which is also its padding
+        'a star and the sign !"" here',
     ]
     batched = clip.embed_texts(texts * 3, batch_size=2)
     with torch.no_grad():

@@ -244,7 +244,9 @@ class Clip(nn.Module):
         """Tokens of each text up to its end-of-text (padding excluded)."""
         if batch.attention_mask is not None:
             return batch.attention_mask.sum(1)
-        return (batch.ids != 0).sum(1)  # open_clip pads with 0
+        # open_clip: end-of-text is the largest id (what argmax pooling finds); id 0 is both
+        # padding and a real token ("!"), so counting non-zero ids would cut texts short
+        return batch.ids.argmax(1) + 1
 
     @torch.inference_mode()
     def embed_pixels(

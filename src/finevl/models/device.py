@@ -22,8 +22,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolve_device(spec: str = "auto") -> torch.device:
     """The torch device a `--device` value names; a GPU that is not there is one clear error."""
     spec = spec.strip().lower()
-    if spec in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # accelerate launch: one GPU each
+    rank = int(os.environ.get("LOCAL_RANK", -1))
+    if spec in ("auto", "cuda") and torch.cuda.is_available() and 0 <= rank < torch.cuda.device_count():
+        return torch.device("cuda", rank)  # accelerate launch: one GPU per process
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")  # no index: see below
     if spec == "cpu":

@@ -84,10 +84,13 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 def boxes_of(masks: torch.Tensor) -> torch.Tensor:
     """Each mask replaced by its bounding box, filled (the box-feature ablation)."""
     rows, cols = masks.any(2), masks.any(1)
-    side = torch.arange(masks.shape[1])
+    down, across = (
+        torch.arange(masks.shape[1], device=masks.device),
+        torch.arange(masks.shape[2], device=masks.device),
+    )
     out = torch.zeros_like(masks)
     for k in range(len(masks)):
-        r, c = side[rows[k]], torch.arange(masks.shape[2])[cols[k]]
+        r, c = down[rows[k]], across[cols[k]]
         out[k, r.min() : r.max() + 1, c.min() : c.max() + 1] = True
     return out
 
