@@ -187,3 +187,13 @@ def test_an_incomplete_or_damaged_folder_is_one_clear_error(region_model_dir, tm
     (damaged / "region_config.json").write_text('{"image_size": 128, "colour": "red"}')
     with pytest.raises(FinevlError, match="cannot load the region model"):
         load_region_model(damaged)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("region_input", ["mask", "box"])
+def test_the_region_model_answers_on_the_gpu_in_bfloat16(region_model_dir, region_input):
+    model = load_region_model(region_model_dir, device="cuda", dtype=torch.bfloat16)
+    model.extractor.config.region_input = region_input
+    answer = model.generate([_prompt(64, [_disc(64, 30, 30, 12)])], max_new_tokens=2)
+    assert len(answer) == 1 and isinstance(answer[0], str)

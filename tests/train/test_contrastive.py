@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from finevl.errors import FinevlError
@@ -157,3 +158,13 @@ def test_hard_negatives_need_facts_or_a_vocabulary(world, tmp_path):
         train_clip(
             _cfg(pairs, tmp_path / "b", hard_negatives=1, negative_vocab=str(pairs.with_name("bad.json")))
         )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_a_clip_trains_on_the_gpu(world, tmp_path):
+    """accelerate places the model on the GPU; Clip moves each batch there."""
+    summary = train_clip(
+        _cfg(world, tmp_path / "gpu", steps=2, hard_negatives=2), default_vocab=negative_vocab()
+    )
+    assert summary["steps"] == 2 and torch.isfinite(torch.tensor(summary["loss"]))
