@@ -838,6 +838,8 @@ def score(
 
     rows = read_score_input(pairs)
     result = score_rows(_clip(model, weights, device, dtype), rows, prefix, ImageLoader(on_bad_image))  # type: ignore[arg-type]
+    if result is None:  # not the main process (accelerate launch): it wrote its shares
+        return
     if csv_out is not None:
         write_items_csv(csv_out, result["items"])
     _write({"dataset": str(pairs), "model": model, "task": "clip_score", **result}, out)

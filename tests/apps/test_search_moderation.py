@@ -166,3 +166,43 @@ def test_two_processes_build_the_index_one_process_builds(world, tmp_path):
     assert len(m1["skipped"]) == len(m2["skipped"]) == 1
     assert abs(v1 - v2).max() < 1e-5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "images", "one", "two"]
+
+
+def test_two_processes_score_as_one_process(world, tmp_path):
+    """`finevl score` under accelerate launch: images and texts embedded in shares, scored
+    once on the main process, the same items and means as one process."""
+    import subprocess
+
+    from finevl.models.clip import load_clip
+    from finevl.train.launch import finevl_command
+
+    torch.manual_seed(0)
+    model = load_clip("finevl-tiny-vit").save(tmp_path / "clip")
+    images = sorted((world / "images").iterdir())[:7]
+    rows = [{"image": str(p), "caption": c, "refs": ["a shape", "a red star"] if k % 2 else []}
+            for k, p in enumerate(images) for c in ("a red star", f"shape number {k}")]  # fmt: skip
+    (tmp_path / "pairs.json").write_text(json.dumps(rows))
+    scored = {}
+    for name, processes in (("one", 1), ("two", 2)):
+        args = [
+            "score",
+            str(tmp_path / "pairs.json"),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / f"{name}.json"),
+        ]
+        cmd, env = finevl_command(args, processes)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.count('"metrics"') == 1
+        scored[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    one, two = scored["one"], scored["two"]
+    assert [(i["image"], i["caption"]) for i in one["items"]] == [
+        (i["image"], i["caption"]) for i in two["items"]
+    ]
+    for a, b in zip(one["items"], two["items"], strict=True):
+        assert a.keys() == b.keys() and all(
+            abs(a[k] - b[k]) < 1e-5 for k in a if k not in ("image", "caption")
+        )
+    assert one["metrics"] == pytest.approx(two["metrics"], abs=1e-5)

@@ -86,3 +86,6 @@ def test_caption_embedder_prefixes_and_embeds_each_distinct_text_once(hf_clip, m
         assert torch.allclose(r[k], alone, atol=1e-6)
     caps = texts(["a star", "a star", "grass"])
     assert seen[-1] == [PREFIX + "a star", PREFIX + "grass"] and torch.equal(caps[0], caps[1])
+    known = CaptionEmbedder(hf_clip, known={"a star": caps[0]})
+    both = known(["a star", "a blue circle", "a blue circle"])
+    assert seen[-1] == [PREFIX + "a blue circle"] and torch.equal(both[0], caps[0])  # only the new one

@@ -3,16 +3,22 @@ each distinct image and reference embedded once (caches), per-item and mean out.
 
 from __future__ import annotations
 
+import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from finevl.apps.sharded import Share, embed_in_shares
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import iter_jsonl, read_csv, read_json
 from finevl.errors import FinevlError
 from finevl.metrics.clipscore import PREFIX, CaptionEmbedder, W, pair_scores
 from finevl.models.clip import Clip
+
+SCRATCH = Path(tempfile.gettempdir()) / "finevl-score"  # where processes leave their shares
 
 
 def read_score_input(path: str | Path) -> list[dict[str, Any]]:
@@ -48,18 +54,26 @@ def score_rows(
     prefix: str = PREFIX,
     loader: ImageLoader | None = None,
     w: float = W,
-) -> dict[str, Any]:
-    """Per-row CLIP-S (and RefCLIP-S where a row has refs) and their means."""
+) -> dict[str, Any] | None:
+    """Per-row CLIP-S (and RefCLIP-S where a row has refs) and their means. Under
+    `accelerate launch`, the distinct images and texts are embedded in shares over the
+    processes and the main process scores (the others return None)."""
     loader = loader or ImageLoader()
     paths = list(dict.fromkeys(r["image"] for r in rows))
-    images = {p: loader(p) for p in paths}
-    good = [p for p in paths if images[p] is not None]
-    kept = [r for r in rows if images[r["image"]] is not None]
+    texts = list(dict.fromkeys([r["caption"] for r in rows] + [t for r in rows for t in r.get("refs") or []]))
+    images = embed_in_shares(paths, partial(_embed_image_share, clip, loader), SCRATCH)
+    captions = embed_in_shares(texts, partial(_embed_text_share, clip, prefix), SCRATCH)
+    if images is None or captions is None:
+        return None
+    vectors, good, skipped = images
+    image_emb = dict(zip(good, torch.from_numpy(vectors), strict=True))
+    kept = [r for r in rows if r["image"] in image_emb]
     if not kept:
         raise FinevlError("no readable images to score")
-    image_emb = dict(zip(good, clip.embed_images([images[p] for p in good]), strict=True))
-    texts = CaptionEmbedder(clip, prefix)
-    cand = texts([r["caption"] for r in kept])
+    embedder = CaptionEmbedder(
+        clip, prefix, known=dict(zip(captions[1], torch.from_numpy(captions[0]), strict=True))
+    )
+    cand = embedder([r["caption"] for r in kept])
     image_feats = torch.stack([image_emb[r["image"]] for r in kept])
     scores = pair_scores(image_feats, cand, w=w)
     items = [
@@ -68,7 +82,7 @@ def score_rows(
     ]
     with_refs = [k for k, r in enumerate(kept) if r.get("refs")]
     if with_refs:
-        refs = texts.references([kept[k]["refs"] for k in with_refs])
+        refs = embedder.references([kept[k]["refs"] for k in with_refs])
         for name, values in pair_scores(image_feats[with_refs], cand[with_refs], refs, w).items():
             for k, v in zip(with_refs, values.tolist(), strict=True):
                 items[k][name] = v
@@ -80,10 +94,21 @@ def score_rows(
     return {
         "metrics": means,
         "items": items,
-        "skipped_images": len(loader.skipped),
+        "skipped_images": len(skipped),
         "unique_images": len(good),
         "unique_refs": len({t for r in kept for t in r.get("refs") or []}),
     }
+
+
+def _embed_image_share(clip: Clip, loader: ImageLoader, share: list[str]) -> Share:
+    images = {p: loader(p) for p in share}
+    good = [p for p in share if images[p] is not None]
+    vectors = clip.embed_images([images[p] for p in good]).numpy() if good else np.zeros((0, 0), np.float32)
+    return vectors, good, list(loader.skipped)
+
+
+def _embed_text_share(clip: Clip, prefix: str, share: list[str]) -> Share:
+    return clip.embed_texts([prefix + t for t in share]).numpy(), share, []
 
 
 def write_items_csv(path: str | Path, items: list[dict[str, Any]]) -> None:

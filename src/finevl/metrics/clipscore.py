@@ -65,15 +65,18 @@ class CaptionEmbedder:
     """A CLIP's text side as CLIP-S reads it: every text prefixed ("A photo depicts ", as
     Hessel et al.) and each distinct text embedded once."""
 
-    def __init__(self, clip: Any, prefix: str = PREFIX):
-        self.clip, self.prefix = clip, prefix
+    def __init__(self, clip: Any, prefix: str = PREFIX, known: dict[str, torch.Tensor] | None = None):
+        self.clip, self.prefix, self.known = clip, prefix, dict(known or {})
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        """(N, D) unit embeddings, one row per text (repeats embedded once)."""
-        unique = list(dict.fromkeys(texts))
-        emb = self.clip.embed_texts([self.prefix + t for t in unique])
-        where = {t: k for k, t in enumerate(unique)}
-        return emb[[where[t] for t in texts]]
+        """(N, D) unit embeddings, one row per text: repeats embedded once, texts `known`
+        (embedded beforehand, e.g. in shares over processes) not at all. Nothing is kept
+        between calls, so a reward scoring new captions every step does not grow."""
+        new = [t for t in dict.fromkeys(texts) if t not in self.known]
+        fresh = (
+            dict(zip(new, self.clip.embed_texts([self.prefix + t for t in new]), strict=True)) if new else {}
+        )
+        return torch.stack([self.known[t] if t in self.known else fresh[t] for t in texts])
 
     def references(self, refs: list[list[str]]) -> list[torch.Tensor]:
         """Each item's references as a (R, D) tensor, every distinct reference embedded once."""
