@@ -101,10 +101,8 @@ def _sugarcrepe(root, categories=SUGARCREPE_CATEGORIES):
     return ann, images
 
 
-def test_sugarcrepe_layout_end_to_end(tmp_path, capsys, monkeypatch):
-    ann, images = _sugarcrepe(tmp_path)
-    out = tmp_path / "s.json"
-    argv = [
+def _compose_argv(ann, images) -> list[str]:
+    return [
         "clip",
         "compose",
         "--model",
@@ -114,6 +112,12 @@ def test_sugarcrepe_layout_end_to_end(tmp_path, capsys, monkeypatch):
         "--images",
         str(images),
     ]
+
+
+def test_sugarcrepe_layout_end_to_end(tmp_path, capsys, monkeypatch):
+    ann, images = _sugarcrepe(tmp_path)
+    out = tmp_path / "s.json"
+    argv = _compose_argv(ann, images)
     code, _, err = run([*argv, "--out", str(out), "--limit", "2"], capsys, monkeypatch)
     assert code == 0, err
     res = json.loads(out.read_text())
@@ -142,16 +146,7 @@ def test_bad_sugarcrepe_files_are_one_error_line(tmp_path, capsys, monkeypatch, 
     damage(ann, images)
     with pytest.raises(FinevlError, match=needle.replace("(", r"\(")):
         read_sugarcrepe(ann, images)
-    argv = [
-        "clip",
-        "compose",
-        "--model",
-        "finevl-tiny-vit",
-        "--sugarcrepe",
-        str(ann),
-        "--images",
-        str(images),
-    ]
+    argv = _compose_argv(ann, images)
     code, _, err = run([*argv, "--out", str(tmp_path / "o.json")], capsys, monkeypatch)
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "o.json").exists()
