@@ -8,9 +8,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from finevl.apps.search import image_share
 from finevl.apps.sharded import Share, embed_in_shares
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import iter_jsonl, read_csv, read_json
@@ -61,7 +61,7 @@ def score_rows(
     loader = loader or ImageLoader()
     paths = list(dict.fromkeys(r["image"] for r in rows))
     texts = list(dict.fromkeys([r["caption"] for r in rows] + [t for r in rows for t in r.get("refs") or []]))
-    images = embed_in_shares(paths, partial(_embed_image_share, clip, loader), SCRATCH)
+    images = embed_in_shares(paths, partial(image_share, clip, loader), SCRATCH)
     captions = embed_in_shares(texts, partial(_embed_text_share, clip, prefix), SCRATCH)
     if images is None or captions is None:
         return None
@@ -98,13 +98,6 @@ def score_rows(
         "unique_images": len(good),
         "unique_refs": len({t for r in kept for t in r.get("refs") or []}),
     }
-
-
-def _embed_image_share(clip: Clip, loader: ImageLoader, share: list[str]) -> Share:
-    images = {p: loader(p) for p in share}
-    good = [p for p in share if images[p] is not None]
-    vectors = clip.embed_images([images[p] for p in good]).numpy() if good else np.zeros((0, 0), np.float32)
-    return vectors, good, list(loader.skipped)
 
 
 def _embed_text_share(clip: Clip, prefix: str, share: list[str]) -> Share:

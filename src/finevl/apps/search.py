@@ -3,10 +3,13 @@ image queries. Cosine similarity (unit vectors, inner-product index)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from finevl.apps.sharded import Share, embed_in_shares
 from finevl.data.files import atomic_dir
@@ -17,6 +20,7 @@ from finevl.errors import FinevlError
 from finevl.models.clip import Clip
 
 INDEX_FILE, META_FILE = "index.faiss", "index.json"
+BATCH = 256  # images loaded and embedded at once
 
 
 def collect_images(sources: list[Path]) -> list[Path]:
@@ -35,13 +39,36 @@ def collect_images(sources: list[Path]) -> list[Path]:
     return paths
 
 
+def embed_image_files(
+    clip: Clip, paths: list[str], loader: ImageLoader, progress: Callable[[int], None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Unit embedding of each readable image, by path, in batches of `BATCH` (a bad image
+    raises or is skipped, as `loader` says)."""
+    out: dict[str, torch.Tensor] = {}
+    for i in range(0, len(paths), BATCH):
+        loaded = [(p, loader(p)) for p in paths[i : i + BATCH]]
+        kept = [(p, im) for p, im in loaded if im is not None]
+        if kept:
+            feats = clip.embed_images([im for _, im in kept])  # (B, D)
+            out.update({p: f for (p, _), f in zip(kept, feats, strict=True)})
+        if progress:
+            progress(len(loaded))
+    return out
+
+
+def image_share(clip: Clip, loader: ImageLoader, paths: list[str]) -> Share:
+    """A process's share of image files embedded: (vectors, the readable paths, skipped)."""
+    emb = embed_image_files(clip, paths, loader)
+    vectors = torch.stack(list(emb.values())).numpy() if emb else np.zeros((0, 0), np.float32)
+    return vectors, list(emb), list(loader.skipped)
+
+
 def build_index(
     clip: Clip,
     model_spec: str,
     paths: list[Path],
     out: str | Path,
     loader: ImageLoader | None = None,
-    batch_size: int = 256,
     weights: str | None = None,
 ) -> dict[str, Any] | None:
     """Embed every image and write `index.faiss` + `index.json` (paths, model) atomically.
@@ -50,18 +77,7 @@ def build_index(
     import faiss
 
     loader = loader or ImageLoader()
-
-    def embed(share: list[Path]) -> Share:
-        vectors, kept = [], []
-        for i in range(0, len(share), batch_size):
-            pairs = [(p, loader(p)) for p in share[i : i + batch_size]]
-            pairs = [(p, im) for p, im in pairs if im is not None]
-            if pairs:
-                vectors.append(clip.embed_images([im for _, im in pairs]).numpy().astype(np.float32))
-                kept += [str(p) for p, _ in pairs]
-        return (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), kept, loader.skipped
-
-    merged = embed_in_shares(paths, embed, out)
+    merged = embed_in_shares([str(p) for p in paths], partial(image_share, clip, loader), out)
     if merged is None:
         return None
     vectors, kept, skipped = merged

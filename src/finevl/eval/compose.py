@@ -14,30 +14,12 @@ from typing import Any
 
 import torch
 
+from finevl.apps.search import embed_image_files
 from finevl.data.images import ImageLoader
 from finevl.data.sugarcrepe import ComposePair
 from finevl.errors import FinevlError
 from finevl.metrics.compose import CompositionalAccuracy
 from finevl.models.clip import Clip
-
-BATCH = 256
-
-
-def embed_image_files(
-    clip: Clip, paths: list[str], loader: ImageLoader, progress: Callable[[int], None] | None = None
-) -> dict[str, torch.Tensor]:
-    """Unit embedding of each readable image, by path (a bad image raises or is skipped,
-    as `loader` says)."""
-    out: dict[str, torch.Tensor] = {}
-    for i in range(0, len(paths), BATCH):
-        loaded = [(p, loader(p)) for p in paths[i : i + BATCH]]
-        kept = [(p, im) for p, im in loaded if im is not None]
-        if kept:
-            feats = clip.embed_images([im for _, im in kept])  # (B, D)
-            out.update({p: f for (p, _), f in zip(kept, feats, strict=True)})
-        if progress:
-            progress(len(loaded))
-    return out
 
 
 def compose_eval(
