@@ -38,7 +38,7 @@ from finevl.eval.edit import (
     judge_edit,
     summarise,
 )
-from finevl.eval.judge import train_attribute_judge
+from finevl.eval.judge import JudgeTrainConfig, train_attribute_judge
 from finevl.metrics.seeds import mean_std
 from finevl.models.attribute_judge import load_attribute_judge
 from finevl.models.clip import load_clip
@@ -56,7 +56,7 @@ CONDITIONS = {  # name -> (random views per step, edit confined to the region)
 def ensure_judge(world: str, folder: Path) -> dict[str, Any]:
     """The attribute judge of the world, trained once into `folder`."""
     if not (folder / "summary.json").is_file():
-        judge, summary = train_attribute_judge(world)
+        judge, summary = train_attribute_judge(JudgeTrainConfig(data=world, out=str(folder / "run")))
         judge.save(folder / "model")
         write_json_atomic(folder / "summary.json", summary)
     return read_json(folder / "summary.json")

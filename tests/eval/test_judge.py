@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from finevl.errors import FinevlError
-from finevl.eval.judge import judge_accuracy, judge_examples, train_attribute_judge
+from finevl.eval.judge import JudgeTrainConfig, judge_accuracy, judge_examples, train_attribute_judge
 from finevl.models.attribute_judge import HEADS, context_window, load_attribute_judge, object_crop
 
 
 def test_the_judge_learns_attributes_and_round_trips(world, tmp_path):
-    judge, summary = train_attribute_judge(world, steps=120, batch_size=64)
+    cfg = JudgeTrainConfig(data=str(world), out=str(tmp_path / "run"), steps=120, batch_size=64)
+    judge, summary = train_attribute_judge(cfg)
     assert set(summary["val_accuracy"]) == set(HEADS)
     views, targets = judge_examples(world, "train")
     fitted = judge_accuracy(judge, views, targets)  # a capacity check on the data it saw, not a result

@@ -4,6 +4,8 @@ by its silhouette (`world.counterfactual.silhouette`: an outlined shape's hole i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ import torch.nn.functional as F
 from finevl.data.coco import CocoInstances
 from finevl.data.formats import in_split
 from finevl.data.images import load_image
-from finevl.models.attribute_judge import HEADS, VIEWS, AttributeJudge, judge_views
+from finevl.models.attribute_judge import HEADS, VIEWS, AttributeJudge, judge_views, load_attribute_judge
+from finevl.train.config import RunConfig
+from finevl.train.trainer import Trainer
 from finevl.world.counterfactual import EDITABLE, checked_scene, silhouette
 
 Views = dict[str, torch.Tensor]
@@ -56,22 +60,35 @@ def judge_accuracy(judge: AttributeJudge, views: Views, targets: dict[str, torch
     return {name: float((logits[name].argmax(1) == targets[name]).float().mean()) for name in HEADS}
 
 
+@dataclass
+class JudgeTrainConfig(RunConfig):
+    """Settings of the judge's training: constant AdamW on random batches of objects."""
+
+    steps: int = field(default=300, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=128, metadata={"help": "Objects per step."})
+    lr: float = field(default=3e-3, metadata={"help": "Learning rate (constant)."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Clip the gradient norm; 0: none."})
+    model: str = field(default="", metadata={"help": "(internal) the checkpoint to resume from."})
+
+
 def train_attribute_judge(
-    world: str | Path, steps: int = 300, batch_size: int = 128, lr: float = 3e-3, seed: int = 0
+    cfg: JudgeTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> tuple[AttributeJudge, dict[str, Any]]:
-    """A judge trained on the train split; its accuracy per head on the val split."""
-    torch.manual_seed(seed)
-    views, targets = judge_examples(world, "train")
-    judge = AttributeJudge(judge_labels()).train()
-    opt = torch.optim.AdamW(judge.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+    """A judge trained on the world's train split (`cfg.data`); its accuracy per head on the
+    val split."""
+    trainer = Trainer(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    views, targets = judge_examples(cfg.data, cfg.split)
+    start = trainer.start_model
+    judge = (load_attribute_judge(start) if start else AttributeJudge(judge_labels())).train()
+    trainer.setup(judge, constant_lr=True)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        logits = judge({k: v[idx].to(trainer.device) for k, v in views.items()})
+        return sum(F.cross_entropy(logits[name], targets[name][idx].to(trainer.device)) for name in HEADS)
+
     n = len(targets["color"])
-    for _ in range(steps):
-        idx = torch.randint(0, n, (batch_size,), generator=gen)
-        logits = judge({k: v[idx] for k, v in views.items()})
-        loss = sum(F.cross_entropy(logits[name], targets[name][idx]) for name in HEADS)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    val = judge_examples(world, "val")
-    return judge.eval(), {"steps": steps, "objects": n, "val_accuracy": judge_accuracy(judge, *val)}
+    summary = trainer.fit(trainer.shares(n), loss_of, progress, extra={"objects": n})
+    summary["val_accuracy"] = judge_accuracy(judge, *judge_examples(cfg.data, "val"))
+    return judge.eval(), trainer.save_summary(summary)

@@ -7,19 +7,55 @@ from typing import Any
 
 from finevl.errors import FinevlError
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_HELP = "fp32, bf16 or fp16 (autocast; fp16 on a GPU)."
+
+
+def check_precision(precision: str) -> None:
+    """One error line for a precision that is not fp32, bf16 or fp16."""
+    if precision not in PRECISIONS:
+        raise FinevlError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
 
 @dataclass
-class ClipTrainConfig:
+class RunConfig:
+    """What every trainer shares: data, run folder, schedule, precision, bookkeeping."""
+
+    data: str = field(default="", metadata={"help": "World folder (images + captions.json)."})
+    out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
+    steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=32, metadata={"help": "Global batch (all processes and micro-steps)."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (matrices only)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm; 0: no clipping."})
+    seed: int = field(default=0, metadata={"help": "Seed of init, batch order and sampling."})
+    save_every: int = field(default=200, metadata={"help": "Checkpoint every N steps."})
+    log_every: int = field(default=20, metadata={"help": "Log every N steps."})
+    max_minutes: float = field(default=0.0, metadata={"help": "Stop (and save) after this long; 0: none."})
+    split: str = field(default="train", metadata={"help": "Split of the world folder to train on."})
+    precision: str = field(default="fp32", metadata={"help": PRECISION_HELP})
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.out:
+            raise FinevlError("--data and --out are required")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise FinevlError("--steps, --batch-size and --grad-accum must be >= 1")
+        check_precision(self.precision)
+        if self.lr <= 0:
+            raise FinevlError("--lr must be positive")
+
+
+@dataclass
+class ClipTrainConfig(RunConfig):
     """Settings of `finevl clip train`."""
 
     data: str = field(default="", metadata={"help": "World, shards or JSONL pairs; several joined by ::."})
-    out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
     model: str = field(
         default="finevl-tiny-vit", metadata={"help": "Preset, open_clip architecture or checkpoint."}
     )
-    steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
-    batch_size: int = field(default=128, metadata={"help": "Global batch (all processes, one micro-step)."})
-    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    batch_size: int = field(default=128, metadata={"help": "Global batch (all processes and micro-steps)."})
     lr: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
     weight_decay: float = field(
         default=0.1, metadata={"help": "AdamW weight decay (not on gains, biases, scale)."}
@@ -28,17 +64,10 @@ class ClipTrainConfig:
         default=0.0, metadata={"help": "Clip the gradient norm to this; 0: no clipping."}
     )
     warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
-    seed: int = field(default=0, metadata={"help": "Seed of init, batch order and caption sampling."})
-    save_every: int = field(default=200, metadata={"help": "Checkpoint every N steps."})
-    log_every: int = field(default=20, metadata={"help": "Log every N steps."})
-    max_minutes: float = field(
-        default=0.0, metadata={"help": "Stop (and save) after this long; 0: no limit."}
-    )
     group_by: str = field(
         default="",
         metadata={"help": "Draw each batch from one group of this fact criterion (e.g. background)."},
     )
-    split: str = field(default="train", metadata={"help": "Split of a world folder to train on."})
     lock_image: bool = field(
         default=False,
         metadata={"help": "Freeze the image tower (LiT): only the text side learns to read it."},
@@ -53,43 +82,13 @@ class ClipTrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.data or not self.out:
-            raise FinevlError("--data and --out are required")
-        if self.steps < 1 or self.batch_size < 2 or self.grad_accum < 1:
-            raise FinevlError("--steps must be >= 1, --batch-size >= 2 and --grad-accum >= 1")
+        super().__post_init__()
+        if self.batch_size < 2:
+            raise FinevlError("--batch-size must be >= 2 (a contrastive batch)")
         if self.hard_negatives < 0:
             raise FinevlError("--hard-negatives must be >= 0")
         if self.negative_vocab and not self.hard_negatives:
             raise FinevlError("--negative-vocab needs --hard-negatives K")
-        if self.lr <= 0:
-            raise FinevlError("--lr must be positive")
-
-
-@dataclass
-class RunConfig:
-    """What every captioning trainer shares: data, run folder, schedule, bookkeeping."""
-
-    data: str = field(default="", metadata={"help": "World folder (images + captions.json)."})
-    out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
-    steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
-    batch_size: int = field(default=32, metadata={"help": "Images per step."})
-    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
-    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (matrices only)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm; 0: no clipping."})
-    seed: int = field(default=0, metadata={"help": "Seed of init, batch order and sampling."})
-    save_every: int = field(default=200, metadata={"help": "Checkpoint every N steps."})
-    log_every: int = field(default=20, metadata={"help": "Log every N steps."})
-    max_minutes: float = field(default=0.0, metadata={"help": "Stop (and save) after this long; 0: none."})
-    split: str = field(default="train", metadata={"help": "Split of the world folder to train on."})
-
-    def __post_init__(self) -> None:
-        if not self.data or not self.out:
-            raise FinevlError("--data and --out are required")
-        if self.steps < 1 or self.batch_size < 1:
-            raise FinevlError("--steps and --batch-size must be >= 1")
-        if self.lr <= 0:
-            raise FinevlError("--lr must be positive")
 
 
 @dataclass

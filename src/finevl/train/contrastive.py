@@ -1,5 +1,4 @@
-"""Contrastive CLIP training on accelerate: one loop for 1 CPU process, N CPU processes
-(gloo) or GPUs.
+"""Contrastive CLIP training on `Trainer`: 1 CPU process, N CPU processes (gloo) or GPUs.
 
 Symmetric InfoNCE is open_clip's `ClipLoss`, with features gathered across processes and
 gradients kept for the local shard (`gather_with_grad=True`, so N processes on N x B samples
@@ -15,29 +14,19 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from finevl.data.hard_negatives import Check, HardNegatives, NegativeVocab
 from finevl.data.imagetext import CaptionSampler, ImageTextSet, load_image_text
-from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import ClipTrainConfig
-from finevl.train.loop import (
-    batch_indices,
-    cosine_with_warmup,
-    log_step,
-    param_groups,
-    prepare_run,
-    resume_state,
-    save_checkpoint,
-)
+from finevl.train.loop import batch_indices
 from finevl.train.negclip import NegClipLoss
+from finevl.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -113,29 +102,6 @@ def contrastive_step(
     return loss_fn(image_features, text_features[:n], scale, text_features[n:], negative_mask)
 
 
-def _setup(
-    cfg: ClipTrainConfig, resume: bool, accelerator: Any
-) -> tuple[Path, Clip, ImageTextSet, Any, Any, int]:
-    """Run folder, model, data, optimizer, scheduler and the step to start from."""
-    # One process checks and sets up the run folder; the others wait, then start alike.
-    if accelerator.is_main_process:
-        run, start_model = prepare_run(cfg, resume)
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        run, start_model = prepare_run(cfg, resume=True) if resume else (Path(cfg.out), cfg.model)
-    torch.manual_seed(cfg.seed)
-    clip = load_clip(start_model).train()
-    if cfg.lock_image:
-        lock_image_tower(clip)
-    data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
-    if cfg.batch_size % (accelerator.num_processes * cfg.grad_accum):
-        raise FinevlError(f"--batch-size {cfg.batch_size} must divide by processes x --grad-accum")
-    opt = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
-    start = resume_state(run, opt, sched) if resume else 0
-    return run, clip, data, opt, sched, start
-
-
 def lock_image_tower(clip: Clip) -> None:
     """LiT: the image tower (with its projection) stops learning, batch-norm statistics
     included, so the text tower learns to read a tower that already sees."""
@@ -162,14 +128,6 @@ def _hard_negatives(
     return HardNegatives(default_vocab, cfg.hard_negatives, check)
 
 
-def _out_of_time(accelerator: Any, cfg: ClipTrainConfig, began: float) -> bool:
-    """Whether the time budget is spent, agreed by every process (else one would wait forever)."""
-    if not cfg.max_minutes:
-        return False
-    late = torch.tensor(float(time.time() - began > 60 * cfg.max_minutes))
-    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
-
-
 def train_clip(
     cfg: ClipTrainConfig,
     resume: bool = False,
@@ -182,61 +140,39 @@ def train_clip(
     With `cfg.hard_negatives`, negatives are word swaps from `cfg.negative_vocab` (else
     `default_vocab`), kept only where `check(negative, scene)` says false when the data has
     scenes; data with neither scenes nor a vocabulary file is refused."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out)
-    run, clip, data, opt, sched, start = _setup(cfg, resume, accelerator)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    # The scheduler stays ours: accelerate's wrapper would step it once per process.
-    model, opt = accelerator.prepare(clip, opt)
-    loss_fn = NegClipLoss(rank=rank, world_size=world)
+    trainer = Trainer(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    clip = load_clip(trainer.start_model).train()
+    if cfg.lock_image:
+        lock_image_tower(clip)
+    data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
+    trainer.setup(clip, betas=(0.9, 0.98), eps=1e-6)
+    loss_fn = NegClipLoss(
+        rank=trainer.accelerator.process_index, world_size=trainer.accelerator.num_processes
+    )
     negatives = _hard_negatives(cfg, data, check, default_vocab)
     k = negatives.k if negatives else 0
-    accelerator.init_trackers("tensorboard")
-    sampler, began, summary, step = CaptionSampler(), time.time(), {}, start - 1
-    micro, share = cfg.batch_size // cfg.grad_accum, cfg.batch_size // cfg.grad_accum // world
+    sampler = CaptionSampler()
     groups = group_ids(data, cfg.group_by) if cfg.group_by else None
-    for step in range(start, cfg.steps):
+
+    def batches(step: int) -> Iterator[tuple[torch.Tensor, Any, torch.Tensor | None]]:
+        """The step's global batch (the same on every process), shared out."""
         if groups is None:
             idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed)
         else:
             idx = grouped_batch_indices(groups, cfg.batch_size, step, cfg.seed)
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        # the global batch, the same on every rank
         pixels, texts, keep = make_batch(clip, data, idx, rng, sampler, negatives)
-        total = 0.0
-        for m in range(cfg.grad_accum):  # each process takes its share of each micro-batch
-            part = slice(m * micro + rank * share, m * micro + (rank + 1) * share)
-            mine = None if keep is None else keep[part.start * k : part.stop * k]
-            rows = text_rows(part, len(idx), k)
-            loss = contrastive_step(model, loss_fn, pixels[part], texts[rows], mine) / cfg.grad_accum
-            accelerator.backward(loss)
-            total += loss.item()
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        for part in trainer.micro_slices(len(idx)):
+            mine = None if keep is None else keep[part.start * k : part.stop * k].to(trainer.device)
+            yield pixels[part], texts[text_rows(part, len(idx), k)], mine
+
+    def loss_of(batch: tuple[torch.Tensor, Any, torch.Tensor | None]) -> tuple[torch.Tensor, dict[str, Any]]:
+        pixels, texts, mine = batch
+        return contrastive_step(clip, loss_fn, pixels, texts, mine), {"truncated": texts.truncated}
+
+    def clamp(summary: dict[str, Any]) -> None:
         clip.clamp_logit_scale()
-        summary = {
-            "loss": total,
-            "grad_norm": float(grad_norm),
-            "lr": sched.get_last_lr()[0],
-            "logit_scale": clip.logit_scale.exp().item(),
-            "seconds": time.time() - began,
-            "truncated": texts.truncated,
-        }
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log_step(accelerator, run, step, summary)
-        if progress:
-            progress(1)
-        stop = _out_of_time(accelerator, cfg, began)
-        last = (step + 1) % cfg.save_every == 0 or step == cfg.steps - 1 or stop
-        if accelerator.is_main_process and last:
-            save_checkpoint(run, clip, opt, sched, step + 1, summary)
-        if stop:
-            break
-    accelerator.end_training()
-    result = {"run": str(run), "steps": step + 1, "processes": world, **summary}
-    if accelerator.is_main_process:
-        write_json_atomic(run / "summary.json", result)
-    return result
+        summary["logit_scale"] = clip.logit_scale.exp().item()
+
+    return trainer.fit(batches, loss_of, progress, after_update=clamp)

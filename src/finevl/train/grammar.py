@@ -6,7 +6,7 @@ one reference per image and one negative of it (`finevl.data.negatives`)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -17,7 +17,8 @@ from finevl.data.negatives import KINDS, caption_vocabulary, make_negative
 from finevl.models.clip import load_clip
 from finevl.models.grammar import GrammarModel, load_grammar
 from finevl.train.config import GrammarTrainConfig
-from finevl.train.loop import Run, batch_indices
+from finevl.train.loop import batch_indices
+from finevl.train.trainer import Trainer
 
 
 def _freeze_image_tower(model: GrammarModel) -> None:
@@ -37,9 +38,9 @@ def grammar_step(
     n = len(positives)
     scale = model.clip.logit_scale.exp()
     sims = scale * image_emb @ emb[:n].T
-    target = torch.arange(n)
+    target = torch.arange(n, device=sims.device)
     contrastive = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
-    labels = torch.cat([torch.ones(n), torch.zeros(len(negatives))]).long()
+    labels = torch.cat([torch.ones(n), torch.zeros(len(negatives))]).long().to(logits.device)
     grammar = F.cross_entropy(logits, labels)
     return {"loss": contrastive + grammar, "contrastive": contrastive, "grammar": grammar}
 
@@ -62,30 +63,33 @@ def train_grammar(
     cfg: GrammarTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Fine-tune a CLIP with the grammar head; the summary holds the held-out accuracy."""
-    run = Run(cfg, resume)
+    trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
-    model = load_grammar(run.start_model) if run.start_model else GrammarModel(load_clip(cfg.clip))
+    start = trainer.start_model
+    model = load_grammar(start) if start else GrammarModel(load_clip(cfg.clip))
     data = load_image_text(cfg.data, model.clip.image_size, split=cfg.split)
     image_emb = model.clip.eval().embed_pixels(data.images)
     vocab = caption_vocabulary([r for refs in data.refs for r in refs])
     _freeze_image_tower(model)
     model.train()
-    opt, sched, start = run.optimizer(model)
-    summary: dict[str, Any] = {}
-    step = start - 1
-    for step in range(start, cfg.steps):
+    trainer.setup(model)
+
+    def batches(step: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
+        """The step's captions and negatives drawn for the global batch, then shared out."""
         rng = random.Random(cfg.seed * 1_000_003 + step)
         idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed).tolist()
         positives = [rng.choice(data.refs[i]) for i in idx]
         negatives = [make_negative(c, rng, vocab)[0] for c in positives]
-        losses = grammar_step(model, image_emb[idx], positives, negatives)
-        grad_norm = run.update(losses["loss"], model.parameters(), opt, sched)
-        summary = {k: v.item() for k, v in losses.items()} | {"grad_norm": grad_norm}
-        if progress:
-            progress(1)
-        if run.end_step(step, model, opt, sched, summary):
-            break
+        for part in trainer.micro_slices(len(idx)):
+            yield idx[part], positives[part], negatives[part]
+
+    def loss_of(batch: tuple[list[int], list[str], list[str]]) -> tuple[torch.Tensor, dict[str, float]]:
+        idx, positives, negatives = batch
+        losses = grammar_step(model, image_emb[idx].to(trainer.device), positives, negatives)
+        return losses["loss"], {name: losses[name].item() for name in ("contrastive", "grammar")}
+
+    summary = trainer.fit(batches, loss_of, progress)
     held_out = load_image_text(cfg.data, model.clip.image_size, split=cfg.eval_split, limit=500)
     captions = [r[0] for r in held_out.refs if r]
     summary["held_out_accuracy"] = grammar_accuracy(model.eval(), captions, vocab, cfg.seed)
-    return run.finish(step + 1, summary)
+    return trainer.save_summary(summary)

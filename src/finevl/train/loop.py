@@ -1,6 +1,6 @@
-"""What every finevl trainer shares: the learning-rate schedule, AdamW parameter groups,
-seeded batch order, the run folder (config check on resume), atomic checkpoints that resume
-bit-for-bit, and the JSONL curve next to TensorBoard."""
+"""The pieces of `Trainer` that stand alone: the learning-rate schedules, AdamW parameter
+groups, seeded batch order, the run folder (settings checked on resume), atomic checkpoints
+that resume bit-for-bit, and a pipeline stage's run-once check."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -120,95 +119,6 @@ def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
     remove_stale_temps(run, "checkpoint")  # a kill during a checkpoint's write
     ckpt_model = run / "checkpoint" / "model"
     return run, ckpt_model if ckpt_model.is_dir() else cfg.model
-
-
-def log_step(accelerator: Any, run: Path, step: int, summary: dict[str, Any]) -> None:
-    accelerator.log(summary, step=step)
-    logger.info("step %d loss %.4f", step, summary["loss"])
-    if accelerator.is_main_process:  # the curve as JSONL too, for reports without TensorBoard
-        with (run / "log.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **summary}) + "\n")
-
-
-class Run:
-    """One single-process training run's bookkeeping: the run folder (config checked on
-    resume), AdamW with warm-up + cosine, TensorBoard + JSONL logs, the time budget and
-    atomic checkpoints. The loop itself stays in the trainer, readable top to bottom."""
-
-    def __init__(self, cfg: Any, resume: bool):
-        from accelerate import Accelerator
-
-        self.cfg = cfg
-        self.folder, self.start_model = prepare_run(cfg, resume)
-        self.resume = resume
-        self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(), log_with="tensorboard", project_dir=cfg.out
-        )
-        self.accelerator.init_trackers("tensorboard")
-        self.began = time.time()
-
-    def optimizer(self, model: torch.nn.Module, constant: bool = False) -> tuple[Any, Any, int]:
-        """(AdamW, schedule, first step): resumed state when resuming."""
-        opt = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
-        warmup = self.cfg.warmup_steps
-        factor = constant_with_warmup(warmup) if constant else cosine_with_warmup(warmup, self.cfg.steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        start = resume_state(self.folder, opt, sched) if self.resume else 0
-        return opt, sched, start
-
-    def update(self, loss: torch.Tensor, params: Any, opt: Any, sched: Any) -> float:
-        """Backward, clip the gradient norm (`max_grad_norm`, 0: none), step; the norm."""
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(list(params), self.cfg.max_grad_norm or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        return float(norm)
-
-    def end_step(self, step: int, model: Any, opt: Any, sched: Any, summary: dict[str, Any]) -> bool:
-        """Log, checkpoint when due; True when the time budget is spent (saved, stop now)."""
-        summary["seconds"] = time.time() - self.began
-        last = step == self.cfg.steps - 1
-        if step % self.cfg.log_every == 0 or last:
-            log_step(self.accelerator, self.folder, step, summary)
-        stop = bool(self.cfg.max_minutes) and summary["seconds"] > 60 * self.cfg.max_minutes
-        if (step + 1) % self.cfg.save_every == 0 or last or stop:
-            save_checkpoint(self.folder, model, opt, sched, step + 1, summary)
-        return stop
-
-    def train(
-        self,
-        model: Any,
-        loss_of: Callable[[torch.Tensor], torch.Tensor],
-        examples: int,
-        opt: Any,
-        sched: Any,
-        first: int,
-        progress: Callable[[int], None] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """The loop of every supervised trainer, from step `first`: the step's seeded batch
-        (indices into `examples`) -> `loss_of` -> update of the parameters that train ->
-        log, checkpoint `model`. The run's summary (with `extra`)."""
-        params = [p for p in opt.param_groups for p in p["params"]]
-        summary: dict[str, Any] = {}
-        step = first - 1
-        for step in range(first, self.cfg.steps):
-            torch.manual_seed(self.cfg.seed * 1_000_003 + step)  # dropout, reproducible on resume
-            loss = loss_of(batch_indices(examples, self.cfg.batch_size, step, self.cfg.seed))
-            grad_norm = self.update(loss, params, opt, sched)
-            summary = {"loss": loss.item(), "grad_norm": grad_norm, "lr": sched.get_last_lr()[0]}
-            if progress:
-                progress(1)
-            if self.end_step(step, model, opt, sched, summary):
-                break
-        return self.finish(step + 1, {**summary, **(extra or {})})
-
-    def finish(self, steps: int, summary: dict[str, Any]) -> dict[str, Any]:
-        self.accelerator.end_training()
-        result = {"run": str(self.folder), "steps": steps, **summary}
-        write_json_atomic(self.folder / "summary.json", result)
-        return result
 
 
 def run_once(

@@ -20,7 +20,7 @@ from finevl.errors import FinevlError
 from finevl.models.captioner import CaptionerBundle, load_captioner, new_captioner
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import CaptionTrainConfig
-from finevl.train.loop import Run
+from finevl.train.trainer import Trainer
 
 
 def captioning_data(data: str | Path, clip: Clip, split: str = "train") -> tuple[ImageTextSet, torch.Tensor]:
@@ -31,7 +31,7 @@ def captioning_data(data: str | Path, clip: Clip, split: str = "train") -> tuple
     return images, clip.eval().embed_pixels(images.images, tokens=True)
 
 
-def _start(cfg: CaptionTrainConfig, run: Run, vision_dim: int) -> CaptionerBundle:
+def _start(cfg: CaptionTrainConfig, run: Trainer, vision_dim: int) -> CaptionerBundle:
     if run.start_model:
         bundle = load_captioner(run.start_model)
         if bundle.model.config.vision_dim != vision_dim:
@@ -56,16 +56,16 @@ def train_captioner(
     cfg: CaptionTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Train (or resume) a captioner by MLE; returns the summary (also `run/summary.json`)."""
-    run = Run(cfg, resume)
+    trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
     clip_name = cfg.clip or load_captioner(cfg.model).model.config.clip_model
     data, feats = captioning_data(cfg.data, load_clip(clip_name), cfg.split)
-    bundle = _start(cfg, run, feats.shape[-1])
+    bundle = _start(cfg, trainer, feats.shape[-1])
     model = bundle.model.train()
-    opt, sched, start = run.optimizer(model)
+    trainer.setup(model, saved=bundle)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        rows, ids, labels = mle_batch(bundle, data.refs, idx, cfg.max_length)
-        return model(feats[rows], ids, labels=labels).loss
+        rows, ids, labels = (t.to(trainer.device) for t in mle_batch(bundle, data.refs, idx, cfg.max_length))
+        return model(feats[rows.cpu()].to(trainer.device), ids, labels=labels).loss
 
-    return run.train(bundle, loss_of, len(data), opt, sched, start, progress)
+    return trainer.fit(trainer.shares(len(data)), loss_of, progress)

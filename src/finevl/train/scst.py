@@ -21,9 +21,9 @@ from finevl.models.captioner import CaptionerBundle, caption_mask, load_captione
 from finevl.models.clip import Clip, load_clip
 from finevl.models.grammar import load_grammar
 from finevl.train.config import ScstConfig
-from finevl.train.loop import Run, batch_indices
 from finevl.train.mle import captioning_data
 from finevl.train.rewards import CaptionReward, RewardWeights
+from finevl.train.trainer import Trainer
 
 
 def advantages(rewards: torch.Tensor, baseline: torch.Tensor | None) -> torch.Tensor:
@@ -90,28 +90,21 @@ def _reward(cfg: ScstConfig, captioner_clip: Clip, data: Any) -> CaptionReward:
 
 def train_scst(cfg: ScstConfig, resume: bool = False, progress: Callable[[int], None] | None = None) -> dict:
     """Fine-tune a captioner with SCST; returns the summary (also `run/summary.json`)."""
-    run = Run(cfg, resume)
+    trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
-    bundle = load_captioner(run.start_model)
+    bundle = load_captioner(trainer.start_model)
     captioner_clip = load_clip(bundle.model.config.clip_model)
     data, feats = captioning_data(cfg.data, captioner_clip, cfg.split)
     reward = _reward(cfg, captioner_clip, data)
     model = bundle.model.eval()  # dropout off; gradients still flow
-    opt, sched, start = run.optimizer(model, constant=True)
-    summary: dict[str, Any] = {}
-    step = start - 1
-    for step in range(start, cfg.steps):
-        torch.manual_seed(cfg.seed * 1_000_003 + step)  # the samples, reproducible on resume
-        began = time.perf_counter()
-        idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed).tolist()
-        loss, stats = scst_step(bundle, reward, feats[idx], idx, cfg)
-        grad_norm = run.update(loss, model.parameters(), opt, sched)
-        step_s = time.perf_counter() - began
-        summary = {"loss": loss.item(), "grad_norm": grad_norm, **stats, "seconds/step": step_s}
-        summary["reward_share"] = stats["seconds/reward"] / step_s
-        summary["samples_per_s"] = len(idx) * cfg.samples / step_s
-        if progress:
-            progress(1)
-        if run.end_step(step, bundle, opt, sched, summary):
-            break
-    return run.finish(step + 1, summary)
+    trainer.setup(model, saved=bundle, constant_lr=True)
+
+    def loss_of(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        rows = idx.tolist()
+        return scst_step(bundle, reward, feats[rows].to(trainer.device), rows, cfg)
+
+    def timing(summary: dict[str, Any]) -> None:
+        summary["reward_share"] = summary["seconds/reward"] / summary["seconds/step"]
+        summary["samples_per_s"] = min(cfg.batch_size, len(data)) * cfg.samples / summary["seconds/step"]
+
+    return trainer.fit(trainer.shares(len(data)), loss_of, progress, after_update=timing)

@@ -33,7 +33,7 @@ from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import TowerTrainConfig
-from finevl.train.loop import Run
+from finevl.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -154,15 +154,15 @@ def train_tower(
 ) -> dict[str, Any]:
     """Train the attribute head (and, unless `freeze`, the image tower); the summary holds
     per-attribute test accuracy on one-object images (also `run/probe.json`)."""
-    run = Run(cfg, resume)
+    trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
-    clip = load_clip(run.start_model)
+    clip = load_clip(trainer.start_model)
     attributes = [a.strip() for a in cfg.attributes.split(",") if a.strip()]
     train = load_image_text(cfg.data, clip.image_size, split=cfg.split)
     test = load_image_text(cfg.eval_data or cfg.data, clip.image_size, split=cfg.eval_split)
     probe = AttributeProbe(clip, attribute_values(train.fine, attributes))
-    if Path(run.start_model) != Path(cfg.model):
-        probe.load_head(Path(run.start_model))
+    if Path(trainer.start_model) != Path(cfg.model):
+        probe.load_head(Path(trainer.start_model))
     for p in clip.parameters():
         p.requires_grad = False
     if not cfg.freeze:
@@ -172,12 +172,13 @@ def train_tower(
     if cfg.freeze:
         clip.eval()  # a frozen tower's batch-norm statistics stay as they are
     targets = attribute_targets(train.fine, probe.values)
-    opt, sched, first = run.optimizer(probe)
+    trainer.setup(probe)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        return probe.loss(probe(clip.normalize_pixels(train.images[idx])), targets[idx])
+        pixels = clip.normalize_pixels(train.images[idx].to(trainer.device))
+        return probe.loss(probe(pixels), targets[idx].to(trainer.device))
 
-    summary = run.train(probe, loss_of, len(train), opt, sched, first, progress)
+    summary = trainer.fit(trainer.shares(len(train)), loss_of, progress)
     metrics = probe.accuracy(test.images, attribute_targets(test.fine, probe.values), _one_object(test))
     result = {
         "task": "attribute_probe",
@@ -188,5 +189,5 @@ def train_tower(
         "metrics": metrics,
         **summary,
     }
-    write_json_atomic(run.folder / "probe.json", result)
+    write_json_atomic(trainer.folder / "probe.json", result)
     return result

@@ -26,12 +26,12 @@ from finevl.models.region import (
     build_region_model,
     load_region_model,
 )
-from finevl.train.loop import Run
 from finevl.train.region.config import TRAINABLE, RegionTrainConfig
 from finevl.train.region.data import world_records
 from finevl.train.region.prompts import all_region_prompts
 from finevl.train.stic.data import split_texts
 from finevl.train.stic.prompts import BRIEF
+from finevl.train.trainer import Trainer
 
 
 def stage_turns(cfg: RegionTrainConfig, run: Path) -> tuple[list[RegionTurn], Path]:
@@ -86,18 +86,19 @@ def train_region_stage(
     cfg: RegionTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Train (or resume) one stage; returns the summary (also `run/summary.json`)."""
-    run = Run(cfg, resume)
-    turns, image_root = stage_turns(cfg, run.folder)
-    if not turns:
-        raise FinevlError(f"{cfg.data}: no training turns")
-    torch.manual_seed(cfg.seed)
-    start = str(run.start_model)
-    model = load_region_model(start) if start else new_model(cfg, turns, run.folder)
+    trainer = Trainer(cfg, resume)
+    with trainer.accelerator.main_process_first():  # it writes the stage's data and tokenizer
+        turns, image_root = stage_turns(cfg, trainer.folder)
+        if not turns:
+            raise FinevlError(f"{cfg.data}: no training turns")
+        torch.manual_seed(cfg.seed)
+        start = str(trainer.start_model)
+        model = load_region_model(start) if start else new_model(cfg, turns, trainer.folder)
     model = _configure(model, cfg).train()
     images = ImageCache(image_root) if cfg.stage != "lm" else None
-    opt, sched, first = run.optimizer(model)
+    trainer.setup(model)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         return model.loss(region_batch(model, [turns[i] for i in idx.tolist()], images))
 
-    return run.train(model, loss_of, len(turns), opt, sched, first, progress, {"turns": len(turns)})
+    return trainer.fit(trainer.shares(len(turns)), loss_of, progress, extra={"turns": len(turns)})

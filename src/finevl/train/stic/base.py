@@ -44,6 +44,7 @@ def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str) -> Superv
         lr=cfg.lr,
         warmup_steps=min(50, steps // 10),
         seed=cfg.seed,
+        precision=cfg.precision,
         save_every=max(100, steps // 3),
         log_every=20,
     )

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 from finevl.data.conversations import Turn, read_conversations, write_conversations
 from finevl.data.images import ImageCache
 from finevl.errors import FinevlError
@@ -40,5 +42,6 @@ def train_dift(
     lvlm = load_lvlm(cfg.model)
     turns = infused_turns(cfg, lvlm)
     summary = train_supervised(cfg, turns, start=lvlm, resume=resume, progress=progress)
-    write_conversations(Path(cfg.out) / "dift.json", turns)
+    if PartialState().is_main_process:  # under `accelerate launch`, one writer
+        write_conversations(Path(cfg.out) / "dift.json", turns)
     return {**summary, "model": str(Path(cfg.out) / "checkpoint" / "model"), "examples": len(turns)}

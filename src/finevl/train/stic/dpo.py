@@ -57,6 +57,8 @@ def dpo_trainer(lvlm: Lvlm, rows: list[dict[str, Any]], cfg: DpoConfig, out: Pat
     from trl import DPOConfig as TrlDpoConfig
     from trl import DPOTrainer
 
+    if cfg.precision == "fp16" and not torch.cuda.is_available():
+        raise FinevlError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
     weights = [1.0, cfg.sft_weight] if cfg.sft_weight else [1.0]
     args = TrlDpoConfig(
         output_dir=str(out / "trl"),
@@ -73,7 +75,8 @@ def dpo_trainer(lvlm: Lvlm, rows: list[dict[str, Any]], cfg: DpoConfig, out: Pat
         logging_steps=1,
         save_strategy="no",
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
         seed=cfg.seed,
         disable_tqdm=True,
     )

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 
 from finevl.data.conversations import Turn
 from finevl.data.images import ImageCache
 from finevl.errors import FinevlError
 from finevl.models.lvlm import Lvlm, load_lvlm
-from finevl.train.loop import Run
 from finevl.train.stic.config import LoraSettings, SupervisedConfig
+from finevl.train.trainer import Trainer
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -91,16 +92,17 @@ def train_supervised(
         raise FinevlError("no training examples")
     if resume and cfg.train == "lora":
         raise FinevlError("--resume is not supported with --train lora (its checkpoints are merged)")
-    run = Run(cfg, resume)
+    trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
-    if start is None or run.start_model != cfg.model:
-        start = load_lvlm(run.start_model)
+    if start is None or trainer.start_model != cfg.model:
+        start = load_lvlm(trainer.start_model)
     lvlm = _prepare(start, cfg)
     model = lvlm.model.train()
     images = ImageCache(cfg.data)
-    opt, sched, first = run.optimizer(model)
+    trainer.setup(model, saved=lvlm)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        return lvlm.loss(supervised_batch(lvlm, [turns[i] for i in idx.tolist()], images))
+        batch = supervised_batch(lvlm, [turns[i] for i in idx.tolist()], images)
+        return lvlm.loss(send_to_device(batch, trainer.device))
 
-    return run.train(lvlm, loss_of, len(turns), opt, sched, first, progress)
+    return trainer.fit(trainer.shares(len(turns)), loss_of, progress)
