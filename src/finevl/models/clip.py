@@ -59,20 +59,19 @@ class TextBatch:
 
 
 class Clip(nn.Module):
-    """A CLIP model of either family behind one interface (see the module docstring)."""
+    """A CLIP model behind one interface (see the module docstring). `OpenClip` and `HfClip`
+    adapt the two families; what they share lives here."""
 
-    def __init__(self, inner: nn.Module, family: Family, tokenizer: Any, image_processor: Any, name: str):
+    family: Family
+    image_size: int
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
+    context_length: int
+
+    def __init__(self, inner: nn.Module, tokenizer: Any, image_processor: Any, name: str):
         super().__init__()
-        self.inner, self.family, self.name = inner, family, name
+        self.inner, self.name = inner, name
         self._tokenizer, self._image_processor = tokenizer, image_processor
-        if family == "open_clip":
-            self.image_size = _side(inner.visual.image_size)
-            self.image_mean, self.image_std = inner.visual.image_mean, inner.visual.image_std
-            self.context_length = inner.context_length
-        else:
-            self.image_size = _side(image_processor.crop_size)
-            self.image_mean, self.image_std = image_processor.image_mean, image_processor.image_std
-            self.context_length = inner.config.text_config.max_position_embeddings
 
     # -- placement -------------------------------------------------------------------
     @property
@@ -91,13 +90,7 @@ class Clip(nn.Module):
         empty = [k for k, t in enumerate(texts) if not t.strip()]
         if empty:
             raise FinevlError(f"caption {empty[0]} is empty")
-        if self.family == "open_clip":
-            lengths = [len(self._tokenizer.encode(t)) + 2 for t in texts]
-            ids, mask = self._tokenizer(texts, self.context_length), None
-        else:
-            full = self._tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-            lengths = [len(x) for x in full]
-            ids, mask = self._pad_truncate(full)
+        ids, mask, lengths = self._token_ids(texts)
         ids, mask = self._trim(ids, mask, min(max(lengths), self.context_length))
         truncated = sum(n > self.context_length for n in lengths)
         if truncated:
@@ -106,58 +99,33 @@ class Clip(nn.Module):
             )
         return TextBatch(ids, mask, truncated)
 
-    def _pad_truncate(self, full: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """HF ids to one padded batch, cut as HF's truncation cuts (first tokens, then
-        end-of-text): one tokenizer pass instead of two."""
-        n, eos = self.context_length, self._tokenizer.eos_token_id
-        cut = [x if len(x) <= n else [*x[: n - 1], eos] for x in full]
-        longest = max(len(x) for x in cut)
-        ids = torch.full((len(cut), longest), self._tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(cut), longest), dtype=torch.long)
-        for k, x in enumerate(cut):
-            ids[k, : len(x)], mask[k, : len(x)] = torch.tensor(x), 1
-        return ids, mask
-
     def _trim(
         self, ids: torch.Tensor, mask: torch.Tensor | None, longest: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Drop padding columns past the longest text: the causal text towers pool at the
         end-of-text token, which never sees later positions, so outputs are unchanged and
         short captions cost less. Only for pooling that allows it (argmax/eos)."""
-        if self.family == "open_clip" and not self._clip_text_tower():
+        if not self._pools_at_end_of_text():
             return ids, mask
         return ids[:, :longest], None if mask is None else mask[:, :longest]
 
     def encode_text(self, texts: TextBatch, normalize: bool = True) -> torch.Tensor:
         """(B, D) text embeddings, unit length unless `normalize=False`."""
         texts = texts.to(self.device)
-        if self.family == "open_clip" and not self._clip_text_tower():
+        if not self._pools_at_end_of_text():
             feats = self.inner.encode_text(texts.ids)  # custom (e.g. HF) text towers: as they are
         else:
             feats = self.project_text(self.encode_text_pooled(texts))
         return F.normalize(feats, dim=-1) if normalize else feats
 
-    def _clip_text_tower(self) -> bool:
-        return type(self.inner).__name__ == "CLIP" and getattr(self.inner, "text_pool_type", None) == "argmax"
+    def _pools_at_end_of_text(self) -> bool:
+        """Whether the text tower pools at the end-of-text token of a causal transformer."""
+        return True
 
     def encode_text_pooled(self, texts: TextBatch) -> torch.Tensor:
         """(B, width) the text transformer's pooled end-of-text output, before the projection
         (what seed 000's grammar head reads)."""
-        texts = texts.to(self.device)
-        if self.family == "hf":
-            out = self.inner.text_model(input_ids=texts.ids, attention_mask=texts.attention_mask)
-            return out.pooler_output
-        if not self._clip_text_tower():
-            raise FinevlError(f"{self.name}: its text tower has no CLIP-style pooled output")
-        from open_clip.transformer import text_global_pool
-
-        # open_clip's `CLIP.encode_text` step for step, on a context trimmed to the batch's
-        # longest text (positional embedding and causal mask sliced)
-        m, n = self.inner, texts.ids.shape[1]
-        cast = m.transformer.get_cast_dtype()
-        x = m.token_embedding(texts.ids).to(cast) + m.positional_embedding[:n].to(cast)
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
-        return text_global_pool(x, texts.ids, m.text_pool_type)
+        raise NotImplementedError
 
     def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
         """The text projection into the joint space (unnormalised)."""
@@ -167,9 +135,7 @@ class Clip(nn.Module):
     # -- images ----------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """A PIL image to the model's (3, S, S) input, as the checkpoint's own processor does."""
-        if self.family == "open_clip":
-            return self._image_processor(image)
-        return self._image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+        return self.preprocess_batch([image])[0]
 
     def normalize_pixels(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 images already at `image_size` to model input: the fast path
@@ -180,30 +146,26 @@ class Clip(nn.Module):
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, D) image embeddings of preprocessed (B, 3, S, S) pixels."""
-        pixels = pixels.to(self.device, self.dtype)
-        if self.family == "open_clip":
-            feats = self.inner.encode_image(pixels)
-        else:
-            feats = _pooled(self.inner.get_image_features(pixel_values=pixels))
+        feats = self._image_features(pixels.to(self.device, self.dtype))
         return F.normalize(feats, dim=-1) if normalize else feats
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, N, W) the image tower's token features, before the projection: what a captioner
-        attends to. HF ViT: class + patch tokens; open_clip ViT: patch tokens (after ln_post);
-        timm towers: the last stage map's positions (or a timm ViT's tokens)."""
-        pixels = pixels.to(self.device, self.dtype)
-        if self.family == "hf":
-            return self.inner.vision_model(pixel_values=pixels).last_hidden_state
-        visual = self.inner.visual
-        if hasattr(visual, "trunk"):
-            x = visual.trunk.forward_features(pixels)
-            return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
-        keep, visual.output_tokens = visual.output_tokens, True
-        try:
-            _, tokens = visual(pixels)
-        finally:
-            visual.output_tokens = keep
-        return tokens
+        attends to (each family says which)."""
+        raise NotImplementedError
+
+    def image_tower(self) -> list[nn.Module]:
+        """The modules of the image side (tower and its projection)."""
+        raise NotImplementedError
+
+    def lock_image_tower(self) -> None:
+        """LiT: the image side stops learning, batch-norm statistics included, so the text
+        side learns to read a tower that already sees."""
+        for module in self.image_tower():
+            module.eval().requires_grad_(False)
 
     # -- batched inference -----------------------------------------------------------
     def _chunk(self, tokens_per_item: int) -> int:
@@ -215,12 +177,10 @@ class Clip(nn.Module):
 
     def _image_tokens(self) -> int:
         """Sequence length of the image tower (ViTs: patches + class token; else a proxy)."""
-        patch = (
-            self.inner.config.vision_config.patch_size
-            if self.family == "hf"
-            else _side(getattr(self.inner.visual, "patch_size", 8))
-        )
-        return (self.image_size // patch) ** 2 + 1
+        return (self.image_size // self._patch_size()) ** 2 + 1
+
+    def _patch_size(self) -> int:
+        raise NotImplementedError
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
@@ -273,10 +233,8 @@ class Clip(nn.Module):
         return _host(torch.cat(feats))
 
     def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
-        """(B, 3, S, S) model input; HF processors run once per batch (much faster)."""
-        if self.family == "open_clip":
-            return torch.stack([self._image_processor(im) for im in images])
-        return self._image_processor(images=images, return_tensors="pt")["pixel_values"]
+        """(B, 3, S, S) model input, as the checkpoint's own processor makes it."""
+        raise NotImplementedError
 
     # -- training --------------------------------------------------------------------
     @property
@@ -300,22 +258,142 @@ class Clip(nn.Module):
         """Save in the family's own layout, atomically (temporary folder, then rename)."""
         out = Path(out_dir)
         tmp = temp_sibling(out)
-        if self.family == "open_clip":
-            from open_clip.push_to_hf_hub import save_config_for_hf
-            from safetensors.torch import save_file
-
-            save_config_for_hf(self.inner, tmp / OPEN_CLIP_CONFIG, self.inner_config)
-            save_file(
-                {k: v.contiguous() for k, v in self.inner.state_dict().items()}, tmp / OPEN_CLIP_WEIGHTS
-            )
-        else:
-            self.inner.save_pretrained(tmp, safe_serialization=True)
-            self._tokenizer.save_pretrained(tmp)
-            self._image_processor.save_pretrained(tmp)
+        self._save_files(tmp)
         replace_dir(tmp, out)
         return out
 
-    inner_config: dict[str, Any] | None = None  # open_clip: the architecture's config
+    save_pretrained = save  # the transformers name, for `load_model`'s callers
+
+    def _save_files(self, folder: Path) -> None:
+        raise NotImplementedError
+
+
+class OpenClip(Clip):
+    """An open_clip `CLIP` (any architecture of its zoo, or a finevl preset), saved in
+    open_clip's hub layout (`open_clip_config.json` + safetensors)."""
+
+    family: Family = "open_clip"
+
+    def __init__(self, inner: nn.Module, tokenizer: Any, preprocess: Any, name: str, config: dict[str, Any]):
+        super().__init__(inner, tokenizer, preprocess, name)
+        self.inner_config = config  # the architecture's config, saved beside the weights
+        self.image_size = _side(inner.visual.image_size)
+        self.image_mean, self.image_std = inner.visual.image_mean, inner.visual.image_std
+        self.context_length = inner.context_length
+
+    def _token_ids(self, texts: list[str]) -> tuple[torch.Tensor, None, list[int]]:
+        lengths = [len(self._tokenizer.encode(t)) + 2 for t in texts]
+        return self._tokenizer(texts, self.context_length), None, lengths
+
+    def _pools_at_end_of_text(self) -> bool:
+        return type(self.inner).__name__ == "CLIP" and getattr(self.inner, "text_pool_type", None) == "argmax"
+
+    def encode_text_pooled(self, texts: TextBatch) -> torch.Tensor:
+        """(B, width) the text transformer's pooled end-of-text output, before the projection
+        (what seed 000's grammar head reads)."""
+        texts = texts.to(self.device)
+        if not self._pools_at_end_of_text():
+            raise FinevlError(f"{self.name}: its text tower has no CLIP-style pooled output")
+        from open_clip.transformer import text_global_pool
+
+        # open_clip's `CLIP.encode_text` step for step, on a context trimmed to the batch's
+        # longest text (positional embedding and causal mask sliced)
+        m, n = self.inner, texts.ids.shape[1]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(texts.ids).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
+        return text_global_pool(x, texts.ids, m.text_pool_type)
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.inner.encode_image(pixels)
+
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """open_clip ViT: patch tokens (after ln_post); timm towers: the last stage map's
+        positions (or a timm ViT's tokens)."""
+        pixels = pixels.to(self.device, self.dtype)
+        visual = self.inner.visual
+        if hasattr(visual, "trunk"):
+            x = visual.trunk.forward_features(pixels)
+            return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
+        keep, visual.output_tokens = visual.output_tokens, True
+        try:
+            _, tokens = visual(pixels)
+        finally:
+            visual.output_tokens = keep
+        return tokens
+
+    def image_tower(self) -> list[nn.Module]:
+        return [self.inner.visual]
+
+    def _patch_size(self) -> int:
+        return _side(getattr(self.inner.visual, "patch_size", 8))
+
+    def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self._image_processor(im) for im in images])
+
+    def _save_files(self, folder: Path) -> None:
+        from open_clip.push_to_hf_hub import save_config_for_hf
+        from safetensors.torch import save_file
+
+        save_config_for_hf(self.inner, folder / OPEN_CLIP_CONFIG, self.inner_config)
+        save_file({k: v.contiguous() for k, v in self.inner.state_dict().items()}, folder / OPEN_CLIP_WEIGHTS)
+
+
+class HfClip(Clip):
+    """A Hugging Face `CLIPModel` (a preset or any local folder), saved with
+    `save_pretrained` beside its tokenizer and image processor."""
+
+    family: Family = "hf"
+
+    def __init__(self, inner: nn.Module, tokenizer: Any, image_processor: Any, name: str):
+        super().__init__(inner, tokenizer, image_processor, name)
+        self.image_size = _side(image_processor.crop_size)
+        self.image_mean, self.image_std = image_processor.image_mean, image_processor.image_std
+        self.context_length = inner.config.text_config.max_position_embeddings
+
+    def _token_ids(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        full = self._tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+        ids, mask = self._pad_truncate(full)
+        return ids, mask, [len(x) for x in full]
+
+    def _pad_truncate(self, full: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """HF ids to one padded batch, cut as HF's truncation cuts (first tokens, then
+        end-of-text): one tokenizer pass instead of two."""
+        n, eos = self.context_length, self._tokenizer.eos_token_id
+        cut = [x if len(x) <= n else [*x[: n - 1], eos] for x in full]
+        longest = max(len(x) for x in cut)
+        ids = torch.full((len(cut), longest), self._tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(cut), longest), dtype=torch.long)
+        for k, x in enumerate(cut):
+            ids[k, : len(x)], mask[k, : len(x)] = torch.tensor(x), 1
+        return ids, mask
+
+    def encode_text_pooled(self, texts: TextBatch) -> torch.Tensor:
+        texts = texts.to(self.device)
+        return self.inner.text_model(input_ids=texts.ids, attention_mask=texts.attention_mask).pooler_output
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _pooled(self.inner.get_image_features(pixel_values=pixels))
+
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Class + patch tokens of the vision transformer."""
+        pixels = pixels.to(self.device, self.dtype)
+        return self.inner.vision_model(pixel_values=pixels).last_hidden_state
+
+    def image_tower(self) -> list[nn.Module]:
+        return [self.inner.vision_model, self.inner.visual_projection]
+
+    def _patch_size(self) -> int:
+        return self.inner.config.vision_config.patch_size
+
+    def preprocess_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        # HF processors run once per batch (much faster than per image)
+        return self._image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _save_files(self, folder: Path) -> None:
+        self.inner.save_pretrained(folder, safe_serialization=True)
+        self._tokenizer.save_pretrained(folder)
+        self._image_processor.save_pretrained(folder)
 
 
 def _rows(x: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
@@ -390,16 +468,14 @@ def _hf_from_preset(name: str) -> Clip:
     )
     side = cfg["vision_config"]["image_size"]
     processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-    return Clip(model, "hf", tokenizer, processor, name)
+    return HfClip(model, tokenizer, processor, name)
 
 
 def _open_clip_from_name(name: str) -> Clip:
     import open_clip
 
     model, _, preprocess = open_clip.create_model_and_transforms(name)
-    clip = Clip(model, "open_clip", open_clip.get_tokenizer(name), preprocess, name)
-    clip.inner_config = open_clip.get_model_config(name)
-    return clip
+    return OpenClip(model, open_clip.get_tokenizer(name), preprocess, name, open_clip.get_model_config(name))
 
 
 def check_safetensors(path: Path) -> None:
@@ -425,9 +501,7 @@ def _load_open_clip_dir(path: Path) -> Clip:
         model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}")
     except (KeyError, json.JSONDecodeError, RuntimeError, ValueError) as e:
         raise FinevlError(f"{path}: cannot load the open_clip checkpoint ({e})") from None
-    clip = Clip(model, "open_clip", open_clip.get_tokenizer(f"local-dir:{path}"), preprocess, str(path))
-    clip.inner_config = cfg
-    return clip
+    return OpenClip(model, open_clip.get_tokenizer(f"local-dir:{path}"), preprocess, str(path), cfg)
 
 
 def _load_hf_dir(path: Path) -> Clip:
@@ -444,7 +518,7 @@ def _load_hf_dir(path: Path) -> Clip:
         processor = CLIPImageProcessor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise FinevlError(f"{path}: cannot load the Hugging Face CLIP checkpoint ({e})") from None
-    return Clip(model, "hf", tokenizer, processor, str(path))
+    return HfClip(model, tokenizer, processor, str(path))
 
 
 def load_weights(clip: Clip, weights: str | Path) -> None:

@@ -102,17 +102,6 @@ def contrastive_step(
     return loss_fn(image_features, text_features[:n], scale, text_features[n:], negative_mask)
 
 
-def lock_image_tower(clip: Clip) -> None:
-    """LiT: the image tower (with its projection) stops learning, batch-norm statistics
-    included, so the text tower learns to read a tower that already sees."""
-    visual = clip.inner.visual if clip.family == "open_clip" else clip.inner.vision_model
-    visual.eval()
-    for p in visual.parameters():
-        p.requires_grad = False
-    if clip.family == "hf":
-        clip.inner.visual_projection.requires_grad_(False)
-
-
 def _hard_negatives(
     cfg: ClipTrainConfig, data: ImageTextSet, check: Check | None, default_vocab: NegativeVocab | None
 ) -> HardNegatives | None:
@@ -144,7 +133,7 @@ def train_clip(
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model).train()
     if cfg.lock_image:
-        lock_image_tower(clip)
+        clip.lock_image_tower()  # LiT
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
     trainer.setup(clip, betas=(0.9, 0.98), eps=1e-6)
     loss_fn = NegClipLoss(

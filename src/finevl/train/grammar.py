@@ -21,15 +21,6 @@ from finevl.train.loop import batch_indices
 from finevl.train.trainer import Trainer
 
 
-def _freeze_image_tower(model: GrammarModel) -> None:
-    clip = model.clip
-    visual = clip.inner.vision_model if clip.family == "hf" else clip.inner.visual
-    for p in [*visual.parameters(), clip.logit_scale]:
-        p.requires_grad_(False)
-    if clip.family == "hf":
-        clip.inner.visual_projection.requires_grad_(False)
-
-
 def grammar_step(
     model: GrammarModel, image_emb: torch.Tensor, positives: list[str], negatives: list[str]
 ) -> dict[str, torch.Tensor]:
@@ -70,7 +61,8 @@ def train_grammar(
     data = load_image_text(cfg.data, model.clip.image_size, split=cfg.split)
     image_emb = model.clip.eval().embed_pixels(data.images)
     vocab = caption_vocabulary([r for refs in data.refs for r in refs])
-    _freeze_image_tower(model)
+    model.clip.lock_image_tower()
+    model.clip.logit_scale.requires_grad_(False)
     model.train()
     trainer.setup(model)
 
