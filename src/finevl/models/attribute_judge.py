@@ -18,6 +18,7 @@ from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 from finevl.models.clip import check_safetensors
 
 CROP = 32  # side of every view the judge reads
@@ -72,7 +73,7 @@ def judge_views(pixels: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
     }
 
 
-class AttributeJudge(nn.Module):
+class AttributeJudge(Pretrained, nn.Module):
     """Colour and pattern of an object, its size, and the background of the scene."""
 
     def __init__(self, labels: dict[str, list[str]]):

@@ -26,6 +26,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrain
 
 from finevl.data.files import save_pretrained_atomic
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 
 Decoding = Literal["greedy", "beam", "sample"]
 MAX_NEW_TOKENS = 64  # DESIGN.md: captioners generate at most 64 tokens
@@ -177,7 +178,7 @@ def detokenize(text: str) -> str:
 
 
 @dataclass
-class CaptionerBundle:
+class CaptionerBundle(Pretrained):
     """A captioner, its word tokenizer and the CLIP whose image tokens it reads."""
 
     model: Captioner

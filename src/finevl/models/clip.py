@@ -28,6 +28,7 @@ from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class TextBatch:
         return self.ids.shape[0]
 
 
-class Clip(nn.Module):
+class Clip(Pretrained, nn.Module):
     """A CLIP model behind one interface (see the module docstring). `OpenClip` and `HfClip`
     adapt the two families; what they share lives here."""
 
@@ -262,7 +263,10 @@ class Clip(nn.Module):
         replace_dir(tmp, out)
         return out
 
-    save_pretrained = save  # the transformers name, for `load_model`'s callers
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **placement: Any) -> Clip:
+        """A checkpoint folder of either family, or a preset or open_clip architecture name."""
+        return load_clip(path, **placement)
 
     def _save_files(self, folder: Path) -> None:
         raise NotImplementedError

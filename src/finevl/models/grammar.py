@@ -15,6 +15,7 @@ from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 from finevl.models.clip import Clip, load_clip
 
 HEAD_FILE = "grammar_head.safetensors"
@@ -33,7 +34,7 @@ class GrammarHead(nn.Module):
         return self.net(pooled)
 
 
-class GrammarModel(nn.Module):
+class GrammarModel(Pretrained, nn.Module):
     """A CLIP whose text tower also feeds a grammar head."""
 
     def __init__(self, clip: Clip, head: GrammarHead | None = None):

@@ -18,6 +18,7 @@ from PIL import Image
 
 from finevl.data.files import save_pretrained_atomic
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 from finevl.models.clip import Clip, check_safetensors
 
 IMAGE_TOKEN = "<image>"
@@ -78,7 +79,7 @@ def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float) -
     }
 
 
-class Lvlm:
+class Lvlm(Pretrained):
     """A vision-language model and its processor: chat prompts, batched generation,
     supervised batches (loss on the answer tokens only), atomic save."""
 

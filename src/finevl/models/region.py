@@ -31,6 +31,7 @@ from torch import nn
 from finevl.data.files import replace_dir, temp_sibling
 from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
+from finevl.models.auto import Pretrained
 from finevl.models.clip import Clip, check_safetensors, load_clip
 from finevl.models.lvlm import (
     CHAT_TEMPLATE,
@@ -172,7 +173,7 @@ def res4_level(feature_info: Sequence[dict[str, Any]]) -> int:
     return reductions.index(16) if 16 in reductions else len(reductions) - 1
 
 
-class RegionLvlm(nn.Module):
+class RegionLvlm(Pretrained, nn.Module):
     """A frozen convolutional CLIP tower, a projector, a mask extractor and a causal LM."""
 
     def __init__(self, clip: Clip, lm: Any, tokenizer: Any, config: RegionModelConfig):
