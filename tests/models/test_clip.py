@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -180,3 +181,27 @@ def test_128_px_presets_are_the_same_towers_at_128(name):
     with torch.no_grad():
         out = large.encode_image(torch.zeros(1, 3, 128, 128))
     assert out.shape == (1, 128)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_inference_embeddings_equal_the_full_forward(saved, name):
+    """embed_pixels (HF: the last layer for the class token alone) gives encode_image's values."""
+    clip, _ = saved[name]
+    images = torch.randint(
+        0, 256, (5, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        full = clip.eval().encode_image(clip.normalize_pixels(images))
+    assert torch.allclose(clip.embed_pixels(images, batch_size=2), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_images_at_the_model_size_skip_the_processor_with_its_values(saved, name):
+    from PIL import Image
+
+    clip, _ = saved[name]
+    rng = np.random.default_rng(0)
+    at_size = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    assert torch.allclose(clip.preprocess_batch(at_size), clip._process(at_size), atol=1e-6)
+    larger = [im.resize((96, 80)) for im in at_size]  # these need the resize and crop
+    assert torch.equal(clip.preprocess_batch(larger), clip._process(larger))

@@ -4,6 +4,7 @@ and inference results come back to the CPU in float32 whatever the placement."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -78,3 +79,33 @@ def test_a_clip_embeds_on_the_gpu_in_bfloat16(preset):
     assert feats.device.type == "cpu" and torch.isfinite(feats).all()
     pixels = torch.randint(0, 255, (2, 3, clip.image_size, clip.image_size), dtype=torch.uint8)
     assert torch.isfinite(clip.embed_pixels(pixels)).all()
+
+
+def test_cpu_inference_uses_the_free_cores_and_gives_the_threads_back(monkeypatch):
+    from finevl.models import device
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(device, "free_cores", lambda: 1)  # another process holds a core
+        with device.threads_for_load():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(device, "free_cores", lambda: 8)  # never more than torch's setting
+        with device.threads_for_load():
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_free_cores_reads_the_run_queue(tmp_path, monkeypatch):
+    from finevl.models import device
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(device, "_own_running_threads", lambda: 1)
+    for running, free in (("1", 4), ("2", 3), ("9", 1)):  # this process's own task is one of them
+        (tmp_path / "loadavg").write_text(f"0.50 0.40 0.30 {running}/345 1234\n")
+        monkeypatch.setattr(device, "LOADAVG", str(tmp_path / "loadavg"))
+        assert device.free_cores() == free
+    monkeypatch.setattr(device, "LOADAVG", str(tmp_path / "missing"))
+    assert device.free_cores() == 4  # no run queue to read: every core

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
 from finevl.errors import FinevlError
 
 DEVICES = "auto, cpu, cuda or cuda:N"
+LOADAVG = "/proc/loadavg"  # its 4th field: tasks running now / all tasks
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -57,3 +61,39 @@ def placement(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, 
     """(device, dtype) of a command's `--device` and `--dtype` options, checked together."""
     where = resolve_device(device)
     return where, resolve_dtype(dtype, where)
+
+
+def free_cores() -> int:
+    """Cores not running another process's task right now (Linux's instantaneous run queue in
+    /proc/loadavg less this process's running threads); all of them where it cannot tell."""
+    total = os.cpu_count() or 1
+    try:
+        with open(LOADAVG, encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return total
+    return max(1, total - max(0, running - _own_running_threads()))
+
+
+def _own_running_threads() -> int:
+    """This process's threads on a core now (its OpenMP workers spin between regions)."""
+    running = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            running += stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return max(1, running)
+
+
+@contextmanager
+def threads_for_load() -> Iterator[None]:
+    """CPU inference on as many threads as there are free cores (at most torch's setting):
+    an OpenMP thread that shares its core with another process stalls every parallel region
+    of the others, so on a busy machine fewer threads run faster (docs/clip.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, free_cores()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
