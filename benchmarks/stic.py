@@ -87,8 +87,8 @@ def preference_quality(work: Path, world: str) -> dict[str, Any]:
     """The world judges the self-made preferences: exact fact F1 of the preferred and the
     dispreferred answers, per variant and kind, and how often the preferred one is better."""
     from finevl.data.formats import read_finecap
+    from finevl.language.facts import scene_from_record
     from finevl.metrics.finecap import fact_scores
-    from finevl.world.facts import scene_from_record
 
     scenes = {f"images/{r.file_name}": r.scene for r in read_finecap(Path(world) / "finecap.json")}
     out: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Imports point one way (DESIGN.md, Layout): cli -> report -> eval -> apps, train (siblings)
--> metrics -> models -> data, with `world` imported only by eval and cli. A back-edge means
-a concept sits in the wrong module."""
+-> metrics -> models -> data -> language, with `world` imported only by eval and cli. A
+back-edge means a concept sits in the wrong module."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import finevl
 ROOT = Path(finevl.__file__).parent
 # For each top-level part: the finevl parts it must never import.
 FORBIDDEN = {
+    "language": {"data", "world", "models", "metrics", "train", "apps", "eval", "report", "cli"},
     "data": {"world", "models", "metrics", "train", "apps", "eval", "report", "cli"},
     "world": {"models", "metrics", "train", "apps", "eval", "report", "cli"},
     "models": {"world", "metrics", "train", "apps", "eval", "report", "cli"},
@@ -21,9 +22,6 @@ FORBIDDEN = {
     "eval": {"report", "cli"},
     "report": {"cli"},
 }
-# The back-edges still to remove: both read the world's facts and grammar, which live in
-# `world` beside the generator until that oracle moves to its own layer (issue 24, part 5).
-KNOWN = {"metrics/finecap.py": {"world"}, "train/region/data.py": {"world"}}
 
 
 def _imports(path: Path) -> set[str]:
@@ -42,10 +40,18 @@ def test_imports_point_one_way():
     for path in ROOT.rglob("*.py"):
         part = path.relative_to(ROOT).parts[0].removesuffix(".py")
         bad = _imports(path) & FORBIDDEN.get(part, set())
-        bad -= KNOWN.get(str(path.relative_to(ROOT)), set())
         if bad:
             offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
     assert offenders == []
+
+
+def test_the_world_is_imported_only_by_eval_and_the_cli():
+    readers = {
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if "world" in _imports(path) and path.relative_to(ROOT).parts[0] not in ("world", "eval", "cli.py")
+    }
+    assert readers == set()
 
 
 def test_cli_import_is_light():
@@ -56,9 +62,3 @@ def test_cli_import_is_light():
     code = f"import sys, finevl.cli; print(any(m in sys.modules for m in {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-
-
-def test_known_back_edges_are_still_there():
-    """Remove an entry from KNOWN once its back-edge is gone, so it cannot come back."""
-    for name, parts in KNOWN.items():
-        assert parts <= _imports(ROOT / name), f"{name} no longer imports {sorted(parts)}: drop it from KNOWN"

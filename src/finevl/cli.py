@@ -463,10 +463,9 @@ def caption_generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Caption images with a trained captioner (its own CLIP computes the image tokens)."""
-    from finevl.apps.captioning import generate_captions
-    from finevl.data.imagetext import load_image_text
-    from finevl.data.jsonio import write_json_atomic
+    """Caption images with a trained captioner (its own CLIP computes the image tokens);
+    on N processes under `accelerate launch`."""
+    from finevl.apps.captioning import caption_dataset
     from finevl.models.captioner import load_captioner
 
     _claim(overwrite, out)
@@ -474,11 +473,9 @@ def caption_generate(
     bundle = load_captioner(model)
     clip = _clip(bundle.model.config.clip_model, None, device, dtype)
     bundle.model.to(clip.device, clip.dtype)
-    images = load_image_text(data, clip.image_size, split=split, limit=limit)
-    captions = generate_captions(bundle, clip, images.images, decoding, beams, max_new_tokens)
-    preds = [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
-    write_json_atomic(out, preds)
-    _emit({"predictions": str(out), "images": len(preds), "decoding": decoding})
+    result = caption_dataset(bundle, clip, data, out, split, limit, decoding, beams, max_new_tokens)
+    if result is not None:  # the main process
+        _emit(result)
 
 
 @finecap_app.command("eval")

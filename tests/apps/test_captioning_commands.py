@@ -187,3 +187,24 @@ def test_finecapeval_csv_is_scored_with_its_images(world, clip_dir, tmp_path, ca
     assert metrics["finecap_accuracy"]["background"] == 100.0 and "CLIP-S" in metrics["clip"]
     code, _, err = run(args + ["--clip", clip_dir], capsys, monkeypatch)
     assert_one_line_error(code, err, "needs --images")
+
+
+def test_two_processes_caption_as_one_process(world, clip_dir, tmp_path, capsys, monkeypatch):
+    """`caption generate` under accelerate launch: each process captions its share, the
+    main one writes the file in order; greedy decoding gives the captions of one process."""
+    import subprocess
+
+    from finevl.train.launch import finevl_command
+
+    mle = ["caption", "train", "--data", str(world), "--out", str(tmp_path / "mle"), "--clip", clip_dir]
+    _ok([*mle, "--steps", "3", "--batch-size", "4", *TINY], capsys, monkeypatch)
+    model = str(tmp_path / "mle/checkpoint/model")
+    for name, processes in (("one", 1), ("two", 2)):
+        args = ["caption", "generate", "--model", model, "--data", str(world), "--split", "train"]
+        cmd, env = finevl_command([*args, "--out", str(tmp_path / f"{name}.json")], processes)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.count('"predictions"') == 1  # one process speaks
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert len(one) > 20 and two == one
+    assert not [p for p in tmp_path.iterdir() if "shares" in p.name]  # no temporaries left

@@ -18,10 +18,10 @@ from finevl.data.images import load_image
 from finevl.errors import FinevlError
 from finevl.eval.edit import KINDS, edit_cases, judge_edit, summarise
 from finevl.eval.judge import judge_labels
+from finevl.language import vocab
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import load_clip
 from finevl.report.report import write_report
-from finevl.world import vocab
 from finevl.world.counterfactual import counterfactual_image
 
 

@@ -8,6 +8,8 @@ import random
 
 import pytest
 
+from finevl.language import vocab
+from finevl.language.scene import Scene
 from finevl.metrics.finecap import (
     DegenerateRate,
     FactScores,
@@ -18,10 +20,9 @@ from finevl.metrics.finecap import (
     repeated_clause,
     repeated_ngram,
 )
-from finevl.world import vocab
 from finevl.world.annotate import finecap_phrases
 from finevl.world.language import coarse_captions, fine_caption, full_phrase, region_descriptions
-from finevl.world.scene import Scene, sample_scene
+from finevl.world.scene import sample_scene
 
 GROUPS = ("background", "object", "relation", "all")
 

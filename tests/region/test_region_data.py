@@ -13,10 +13,10 @@ from pycocotools import mask as mask_utils
 from finevl.data.coco import encode_masks
 from finevl.data.regions import MASK_PAIR, osprey_record, read_osprey, resolve_regions, write_osprey
 from finevl.errors import FinevlError
+from finevl.language import vocab
+from finevl.language.facts import region_facts
 from finevl.metrics.finecap import FactScores
 from finevl.train.region.data import STAGE_TASKS, world_records, world_regions
-from finevl.world import vocab
-from finevl.world.facts import region_facts
 from finevl.world.language import region_descriptions
 from finevl.world.scene import sample_scene
 

@@ -8,13 +8,13 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from finevl.data.coco import encode_masks
+from finevl.language import vocab
 from finevl.metrics.region import (
     OpenVocabSegmentation,
     ReferringClassification,
     answer_classes,
     semantic_iou,
 )
-from finevl.world import vocab
 
 
 def test_semantic_iou_is_word_set_iou():

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from finevl.world import compose, vocab
+from finevl.language import vocab
+from finevl.world import compose
 from finevl.world.annotate import scene_record
 from finevl.world.compose import WORLD_CATEGORIES, Draft, build_pairs, caption_is_false, caption_is_true
 from finevl.world.scene import sample_scene

@@ -9,7 +9,7 @@ import pytest
 from finevl.data.coco import CocoInstances
 from finevl.data.images import load_image
 from finevl.errors import FinevlError
-from finevl.world import vocab
+from finevl.language import vocab
 from finevl.world.counterfactual import (
     checked_scene,
     counterfactual_image,

@@ -17,9 +17,9 @@ from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json
 from finevl.data.shards import iter_shards
 from finevl.errors import FinevlError
+from finevl.language.grammar import parse_caption
 from finevl.world import generate as gen
 from finevl.world.generate import WorldConfig, generate_world
-from finevl.world.grammar import parse_caption
 
 FILES = [
     "instances.json",
@@ -65,7 +65,7 @@ def test_instances_are_coco_with_exact_rle_masks(world):
 
 def test_masks_cover_pixels_of_the_object_colour(world):
     inst = CocoInstances(world / "instances.json")
-    from finevl.world.vocab import RGB
+    from finevl.language.vocab import RGB
 
     for image_id, anns in list(inst.annotations.items())[:20]:
         pixels = np.asarray(load_image(world / "images" / inst.images[image_id].file_name))

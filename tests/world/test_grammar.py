@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finevl.world.facts import Fact, fact_holds, scene_facts
-from finevl.world.grammar import parse_caption
+from finevl.language.facts import Fact, fact_holds, scene_facts
+from finevl.language.grammar import parse_caption
 from finevl.world.language import coarse_captions, fine_caption, region_descriptions
 from finevl.world.scene import sample_scene
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from finevl.world import vocab
+from finevl.language import vocab
 from finevl.world.render import render_scene
 from finevl.world.scene import MIN_VISIBLE, sample_scene
 
@@ -90,8 +90,8 @@ def test_every_stated_pattern_is_visible_even_at_48_px():
 
 
 def test_scene_record_rebuilds_every_relation():
+    from finevl.language.facts import scene_facts, scene_from_record
     from finevl.world.annotate import scene_record
-    from finevl.world.facts import scene_facts, scene_from_record
 
     for seed in range(300):
         s = sample_scene(random.Random(seed), 96)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
+from finevl.language.scene import Scene, SceneObject
 from finevl.world.language import fine_caption
-from finevl.world.scene import Scene, SceneObject, sample_scene
+from finevl.world.scene import sample_scene
 
 LIMIT = 70
 

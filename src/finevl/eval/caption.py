@@ -26,12 +26,12 @@ from finevl.data.coco import CocoCaptions
 from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
 from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
+from finevl.language.facts import scene_from_record
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
 from finevl.metrics.clipscore import CaptionEmbedder, ClipScore
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip
-from finevl.world.facts import scene_from_record
 
 HEADLINE = {  # the columns of a comparison table -> their path in `evaluate_captions`' metrics
     "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),

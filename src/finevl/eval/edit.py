@@ -33,9 +33,9 @@ from finevl.data.coco import CocoInstances
 from finevl.data.formats import in_split
 from finevl.data.images import load_image
 from finevl.errors import FinevlError
+from finevl.language import vocab
 from finevl.models.attribute_judge import AttributeJudge
 from finevl.models.clip import Clip
-from finevl.world import vocab
 from finevl.world.counterfactual import EDITABLE, checked_scene, growth_region, new_values, silhouette
 from finevl.world.language import with_article
 

@@ -21,6 +21,9 @@ from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
 from finevl.data.regions import read_mask_png, resolve_regions
 from finevl.errors import FinevlError
 from finevl.eval.vqa import model_label
+from finevl.language import vocab
+from finevl.language.facts import scene_from_record
+from finevl.language.grammar import parse_caption
 from finevl.metrics.captioning import caption_metrics
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
@@ -29,9 +32,6 @@ from finevl.models.region import REGION, RegionLvlm, RegionPrompt, check_masks, 
 from finevl.train.region.config import RegionEvalConfig
 from finevl.train.region.data import WorldRegion, world_regions
 from finevl.train.region.prompts import CLASS, DETAILED, OVERVIEW, SHORT
-from finevl.world import vocab
-from finevl.world.facts import scene_from_record
-from finevl.world.grammar import parse_caption
 
 TASKS = {"class": CLASS, "short": SHORT, "detailed": DETAILED}
 MAX_TOKENS = {"class": 8, "short": 16}

@@ -19,10 +19,10 @@ from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import ImageCache
 from finevl.data.jsonio import iter_jsonl
 from finevl.errors import FinevlError
+from finevl.language.facts import scene_from_record
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.vqa import VqaAccuracy
 from finevl.models.lvlm import Lvlm
-from finevl.world.facts import scene_from_record
 
 DESCRIBE = "Describe the image in detail."
 

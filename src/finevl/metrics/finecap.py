@@ -14,9 +14,9 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
-from finevl.world.facts import Fact, fact_holds, holds_of_object, region_facts, scene_facts
-from finevl.world.grammar import parse_caption
-from finevl.world.scene import Scene
+from finevl.language.facts import Fact, fact_holds, holds_of_object, region_facts, scene_facts
+from finevl.language.grammar import parse_caption
+from finevl.language.scene import Scene
 
 FACT_CRITERIA = ("background", "object", "relation")
 FINECAP_CRITERIA = ("background", "object", "relation")

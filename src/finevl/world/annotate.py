@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 
 from finevl.data.coco import encode_masks, rle_area_bbox
-from finevl.world import vocab
-from finevl.world.facts import by_criterion, scene_facts, stated_relations
+from finevl.language import vocab
+from finevl.language.facts import by_criterion, scene_facts, stated_relations
+from finevl.language.scene import Scene
 from finevl.world.language import coarse_captions, fine_caption, full_phrase, region_descriptions
 from finevl.world.render import render_scene
-from finevl.world.scene import Scene, sample_scene
+from finevl.world.scene import sample_scene
 from finevl.world.vqa import vqa_pairs
 
 CATEGORIES = [{"id": k + 1, "name": s, "supercategory": "shape"} for k, s in enumerate(vocab.SHAPES)]

@@ -36,11 +36,11 @@ from finevl.data.formats import in_split, read_finecap
 from finevl.data.hard_negatives import NegativeVocab
 from finevl.data.sugarcrepe import SUGARCREPE_CATEGORIES, ComposePair
 from finevl.errors import FinevlError
-from finevl.world import vocab
-from finevl.world.facts import fact_holds, scene_from_record
-from finevl.world.grammar import parse_caption
+from finevl.language import vocab
+from finevl.language.facts import fact_holds, scene_from_record
+from finevl.language.grammar import parse_caption
+from finevl.language.scene import Scene, SceneObject
 from finevl.world.language import full_phrase, number_word, with_article
-from finevl.world.scene import Scene, SceneObject
 
 WORLD_CATEGORIES = (*SUGARCREPE_CATEGORIES, "count")
 ATTRIBUTES = ("size", "color", "pattern")

@@ -13,11 +13,12 @@ import numpy as np
 
 from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
-from finevl.world import vocab
+from finevl.language import vocab
+from finevl.language.scene import Scene
 from finevl.world.annotate import scene_rng
 from finevl.world.config import WorldConfig
 from finevl.world.render import render_scene
-from finevl.world.scene import Scene, pattern_shows, sample_scene
+from finevl.world.scene import pattern_shows, sample_scene
 from finevl.world.shapes import painted_mask, shape_mask
 
 EDITABLE = {

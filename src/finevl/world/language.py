@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
-from finevl.world import vocab
-from finevl.world.facts import stated_relations
-from finevl.world.scene import Scene, SceneObject
+from finevl.language import vocab
+from finevl.language.facts import stated_relations
+from finevl.language.scene import Scene, SceneObject
 
 PLURALS = {"cross": "crosses", "box": "boxes"}
 

@@ -7,8 +7,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from finevl.world import vocab
-from finevl.world.scene import Scene
+from finevl.language import vocab
+from finevl.language.scene import Scene
 from finevl.world.shapes import accent_grids
 
 BASE_RGB = {

@@ -1,79 +1,27 @@
-"""Scenes: what is in an image, sampled with exact geometry (masks, occlusion, relations).
-
-A scene is pure data. Sampling draws the layout and checks it with the masks it will be
-rendered with, so every stated fact is true of the pixels: each object keeps at least half
-of its pixels visible, any two objects either do not touch or clearly overlap, and every
-pair's spatial relation is unambiguous.
+"""Scene sampling: what is in an image, drawn with exact geometry (masks, occlusion,
+relations); the scene record itself is `finevl.language.scene`. Sampling draws the layout
+and checks it with the masks it will be rendered with, so every stated fact is true of the
+pixels: each object keeps at least half of its pixels visible, any two objects either do not
+touch or clearly overlap, and every pair's spatial relation is unambiguous.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from finevl.world import vocab
+from finevl.language import vocab
+from finevl.language.scene import Scene, SceneObject
 from finevl.world.shapes import accent_grids, painted_mask, shape_mask
 
 MIN_VISIBLE = 0.5  # share of an object's own pixels that stay visible
 MIN_OCCLUSION = 0.04  # an overlap smaller than this share of the smaller object is a touch
 MIN_AXIS_RATIO = 1.3  # dominant axis at least this much longer than the other
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    shape: str
-    color: str
-    size: str
-    pattern: str
-    cx: float
-    cy: float
-    radius: float
-
-    @property
-    def ref(self) -> str:
-        """The object's name, unique in its scene: colour and shape."""
-        return f"{self.color} {self.shape}"
-
-
-@dataclass
-class Scene:
-    """One image's content. `objects` are listed in caption order (largest first, then
-    left to right); `depth` gives the drawing order (back to front)."""
-
-    size: int
-    background: str
-    objects: list[SceneObject]
-    depth: list[int]
-    text: str | None = None
-    text_box: tuple[int, int] | None = None
-    texture: tuple[int, int, int, float] = (0, 0, 0, 1.0)  # variant, x, y offsets, gain
-    occludes: frozenset[tuple[int, int]] = frozenset()  # (i, j): i is in front of j
-    painted: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
-    visible: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
-    text_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def relations(self, i: int, j: int) -> list[str]:
-        """Every relation that holds from object i to object j (spatial first)."""
-        a, b = self.objects[i], self.objects[j]
-        dx, dy = b.cx - a.cx, b.cy - a.cy
-        if abs(dx) >= abs(dy):
-            rels = ["left of" if dx > 0 else "right of"]
-        else:
-            rels = ["above" if dy > 0 else "below"]
-        if (i, j) in self.occludes:
-            rels.append("in front of")
-        elif (j, i) in self.occludes:
-            rels.append("behind")
-        return rels
-
-    def main_relation(self, i: int, j: int) -> str:
-        """The relation a caption states: occlusion when there is one, else the spatial one."""
-        return self.relations(i, j)[-1]
 
 
 @lru_cache(maxsize=8)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from finevl.world import vocab
+from finevl.language import vocab
+from finevl.language.scene import Scene
 from finevl.world.language import plural
-from finevl.world.scene import Scene
 
 FAMILIES = ("attribute", "count", "relation", "background", "text")
 _DIRECTION = {"left of": "left", "right of": "right", "above": "above", "below": "below"}

@@ -20,9 +20,9 @@ from finevl.data.coco import CocoCaptions, CocoInstances, decode_segmentation
 from finevl.data.formats import in_split, read_finecap, read_regions
 from finevl.data.regions import osprey_record
 from finevl.errors import FinevlError
+from finevl.language.facts import scene_from_record
 from finevl.train.region.prompts import ATTRIBUTE, CLASS, DETAILED, RELATION, SHORT, region_question
 from finevl.train.stic.prompts import BRIEF
-from finevl.world.facts import scene_from_record
 
 STAGE_TASKS = {
     "1": ("caption",),

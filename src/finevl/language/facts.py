@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from finevl.world.scene import Scene, SceneObject
+from finevl.language.scene import Scene, SceneObject
 
 CRITERIA = ("background", "object", "relation", "text")
 _CRITERION = {

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from finevl.world import vocab
-from finevl.world.facts import Fact
+from finevl.language import vocab
+from finevl.language.facts import Fact
 
 _TOKEN = re.compile(r'"([^"]*)"|([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)|([.,;:!?])')
 # fmt: off
