@@ -31,15 +31,17 @@ from typing import Any
 
 from finevl.apps.retrieval import retrieval_eval
 from finevl.apps.zeroshot import TEMPLATES, world_labels, zeroshot_classify
+from finevl.data.hard_negatives import negative_vocab
 from finevl.data.imagetext import load_image_text
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.eval.compose import compose_eval
+from finevl.language.grammar import caption_is_false
 from finevl.metrics.seeds import mean_std
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import ClipTrainConfig, TowerTrainConfig
 from finevl.train.contrastive import train_clip
 from finevl.train.tower import train_tower
-from finevl.world.compose import caption_is_false, negative_vocab, world_pairs
+from finevl.world.compose import world_pairs
 from finevl.world.config import WorldConfig
 from finevl.world.generate import generate_world
 

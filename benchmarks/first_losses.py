@@ -25,7 +25,9 @@ def _losses(run: Path) -> list[float]:
 
 
 def record(root: Path) -> dict[str, list[float]]:
+    from finevl.data.hard_negatives import negative_vocab
     from finevl.data.tokenizer import train_word_tokenizer
+    from finevl.language.grammar import caption_is_false
     from finevl.models.clip import load_clip
     from finevl.models.lvlm import CHAT_WORDS, build_lvlm
     from finevl.train import config as C
@@ -40,7 +42,6 @@ def record(root: Path) -> dict[str, list[float]]:
     from finevl.train.stic.prompts import all_prompts
     from finevl.train.stic.sft import train_supervised
     from finevl.train.tower import train_tower
-    from finevl.world.compose import caption_is_false, negative_vocab
     from finevl.world.generate import WorldConfig, generate_world
 
     world = root / "world"

@@ -9,9 +9,9 @@ import random
 import pytest
 
 from finevl.data.formats import read_finecap
-from finevl.data.hard_negatives import HardNegatives, NegativeVocab
+from finevl.data.hard_negatives import HardNegatives, NegativeVocab, negative_vocab
 from finevl.errors import FinevlError
-from finevl.world.compose import caption_is_false, caption_is_true, negative_vocab
+from finevl.language.grammar import caption_is_false, caption_is_true
 
 
 def _changed_words(a: str, b: str) -> list[tuple[str, str]]:

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from finevl.data.hard_negatives import negative_vocab
 from finevl.errors import FinevlError
 from finevl.train.config import ClipTrainConfig
 from finevl.train.contrastive import train_clip
 from finevl.train.launch import finevl_command
 from finevl.train.loop import batch_indices, cosine_with_warmup
-from finevl.world.compose import negative_vocab
 
 WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from finevl.data.hard_negatives import negative_vocab
 from finevl.errors import FinevlError
 from finevl.models.clip import load_clip
 from finevl.train.config import ClipTrainConfig, TowerTrainConfig
 from finevl.train.contrastive import train_clip
 from finevl.train.tower import AttributeProbe, train_tower
-from finevl.world.compose import negative_vocab
 
 WEIGHTS = "checkpoint/model/open_clip_model.safetensors"
 

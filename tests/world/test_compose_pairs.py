@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 
 from finevl.language import vocab
+from finevl.language.grammar import caption_is_false, caption_is_true
 from finevl.world import compose
 from finevl.world.annotate import scene_record
-from finevl.world.compose import WORLD_CATEGORIES, Draft, build_pairs, caption_is_false, caption_is_true
+from finevl.world.compose import WORLD_CATEGORIES, Draft, build_pairs
 from finevl.world.scene import sample_scene
 
 

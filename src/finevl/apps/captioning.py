@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from finevl.apps.config import CaptionGenerateConfig
 from finevl.apps.sharded import Share, embed_in_shares
+from finevl.data.files import claim_outputs
 from finevl.data.imagetext import load_image_text
 from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.captioner import CaptionerBundle
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 
 @torch.inference_mode()
@@ -69,3 +71,16 @@ def caption_dataset(
         return None
     write_json_atomic(out, merged[1])
     return {"predictions": str(out), "images": len(merged[1]), "decoding": decoding}
+
+
+def generate_command(cfg: CaptionGenerateConfig, overwrite: bool = False) -> dict[str, Any] | None:
+    """`finevl caption generate`: the captioner on its own CLIP, placed; `caption_dataset`."""
+    from finevl.models.captioner import load_captioner
+
+    claim_outputs(overwrite, cfg.out)
+    bundle = load_captioner(cfg.model)
+    clip = load_placed_clip(bundle.model.config.clip_model, None, cfg.device, cfg.dtype)
+    bundle.model.to(clip.device, clip.dtype)
+    return caption_dataset(
+        bundle, clip, cfg.data, cfg.out, cfg.split, cfg.limit, cfg.decoding, cfg.beams, cfg.max_new_tokens
+    )

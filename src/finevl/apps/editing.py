@@ -24,9 +24,8 @@ view of the image responds to (an adversarial perturbation). The objective:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,37 +33,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from finevl.apps.config import EditConfig, EditSettings
+from finevl.data.files import atomic_dir, claim_output
+from finevl.data.images import load_image
+from finevl.data.jsonio import write_json_atomic
+from finevl.data.regions import read_mask_png
 from finevl.errors import FinevlError
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 MIN_SIDE = 8  # the smallest random view
-
-
-@dataclass
-class EditSettings:
-    """How an edit is optimised (defaults: a few seconds on CPU for a tiny CLIP)."""
-
-    steps: int = field(default=100, metadata={"help": "Optimisation steps."})
-    lr: float = field(default=0.3, metadata={"help": "Adam learning rate of the edit's parameters."})
-    param: str = field(
-        default="residual", metadata={"help": "residual (free pixels) or color (a colour map)."}
-    )
-    scale: int = field(default=4, metadata={"help": "The residual is 1/scale of the image side."})
-    views: int = field(default=8, metadata={"help": "Random views per step (0: the plain image only)."})
-    noise: float = field(default=0.02, metadata={"help": "Pixel noise of each view (std, 0-1 scale)."})
-    keep_inside: float = field(default=0.1, metadata={"help": "Preservation weight inside the mask."})
-    keep_outside: float = field(default=10.0, metadata={"help": "Preservation weight outside it."})
-    seed: int = field(default=0, metadata={"help": "Seed of the views."})
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise FinevlError(f"--steps must be at least 1, not {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)) or self.scale < 1 or self.views < 0 or self.noise < 0:
-            raise FinevlError("--lr must be positive, --scale >= 1, --views and --noise >= 0")
-        if not (self.keep_inside >= 0 and self.keep_outside >= 0):
-            raise FinevlError("the preservation weights (--keep-outside) must be >= 0")
-        if self.param not in PARAMS:
-            raise FinevlError(f"--param must be one of {', '.join(PARAMS)}, not {self.param!r}")
 
 
 class Residual(torch.nn.Module):
@@ -90,7 +67,7 @@ class ColorMap(torch.nn.Module):
         return torch.einsum("ij,bjhw->bihw", self.matrix, logits) + self.bias.view(1, 3, 1, 1)
 
 
-PARAMS = {"residual": Residual, "color": ColorMap}
+PARAMS = {"residual": Residual, "color": ColorMap}  # keys: EDIT_PARAMS
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
@@ -271,3 +248,63 @@ def before_after(original: Image.Image, edited: Image.Image, side: int = 256) ->
     canvas.paste(original.resize(size, Image.NEAREST), (0, 0))
     canvas.paste(edited.resize(size, Image.NEAREST), (size[0] + 8, 0))
     return canvas
+
+
+def _edit_input(path: Path) -> Image.Image:
+    """An image `finevl edit` can work on: readable, and at least MIN_SIDE px a side."""
+    picture = load_image(path)
+    if min(picture.size) < MIN_SIDE:
+        w, h = picture.size
+        raise FinevlError(f"{path}: the image is {w}x{h}; finevl edit needs at least {MIN_SIDE} px a side")
+    return picture
+
+
+def _step_report(progress: Callable[[int], None] | None, snaps: Path) -> Callable[..., None]:
+    """The edit's per-step callback: progress, and the snapshots under `snaps`."""
+
+    def report(step: int, losses: dict[str, float], snap: Image.Image | None) -> None:
+        if progress:
+            progress(1)
+        if snap is not None:
+            snaps.mkdir(parents=True, exist_ok=True)
+            snap.save(snaps / f"step_{step + 1:05d}.png")
+
+    return report
+
+
+def edit_command(
+    cfg: EditConfig, overwrite: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl edit`: the edited image, a before/after strip and the summary written whole
+    into `cfg.out` (or, with candidates, their ranking)."""
+    if cfg.out is not None:
+        claim_output(cfg.out, overwrite, folder=True)
+    picture = _edit_input(cfg.image)
+    area = read_mask_png(cfg.mask) if cfg.mask else None
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    if cfg.candidate:
+        candidates = [_edit_input(c) for c in cfg.candidate]
+        ranked = rank_candidates(clip, picture, candidates, cfg.target, cfg.source, cfg.keep_outside)
+        result = {
+            "task": "edit_ranking",
+            "ranking": [{**r, "image": str(cfg.candidate[r["index"]])} for r in ranked],
+        }
+        if cfg.out is not None:
+            with atomic_dir(cfg.out) as tmp:
+                write_json_atomic(tmp / "edit.json", result)
+        return result
+    assert cfg.out is not None  # EditConfig asks for it
+    with atomic_dir(cfg.out) as tmp:  # the folder appears whole, or not at all
+        report = _step_report(progress, tmp / "steps")
+        edited, summary = edit_image(clip, picture, cfg.target, cfg.source, area, cfg, report, cfg.save_every)
+        edited.save(tmp / "edited.png")
+        before_after(picture, edited).save(tmp / "before_after.png")
+        result = {
+            "task": "edit",
+            "image": str(cfg.image),
+            "target": cfg.target,
+            "source": cfg.source,
+            **summary,
+        }
+        write_json_atomic(tmp / "edit.json", result)
+    return result

@@ -16,9 +16,14 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field, ValidationError
 
+from finevl.apps.config import ModerateConfig
+from finevl.apps.search import collect_images
+from finevl.data.files import claim_outputs
 from finevl.data.formats import in_split, read_finecap
+from finevl.data.images import ImageLoader
+from finevl.data.jsonio import write_result
 from finevl.errors import FinevlError
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 DEMO_POLICY = Path(__file__).parent / "policies" / "fineshapes.yaml"
 
@@ -230,3 +235,30 @@ def write_flags_csv(path: str | Path, policy: Policy, rows: list[dict[str, Any]]
             for r in rows
         ],
     )
+
+
+def moderate_command(cfg: ModerateConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl moderate`: a policy (calibrated on `cfg.calibrate` when given) applied to
+    images, evaluated on `cfg.evaluate`; results also written to `cfg.out` and `cfg.csv_out`."""
+    claim_outputs(overwrite, cfg.out, cfg.csv_out, cfg.save_policy)
+    policy = load_policy(cfg.policy or DEMO_POLICY)
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    loader = ImageLoader(cfg.on_bad_image)  # type: ignore[arg-type]
+    result: dict[str, Any] = {"model": cfg.model, "task": "moderation"}
+    if cfg.calibrate is not None:
+        paths, labels = labelled_set(cfg.calibrate, policy, cfg.calibrate_split)
+        scores, truth, _ = score_paths(clip, policy, paths, loader, labels)
+        policy = calibrate(policy, scores, truth)
+        if cfg.save_policy:
+            save_policy(policy, cfg.save_policy)
+    if cfg.evaluate is not None:
+        paths, labels = labelled_set(cfg.evaluate, policy, cfg.evaluate_split)
+        scores, truth, _ = score_paths(clip, policy, paths, loader, labels)
+        result["metrics"] = evaluate(policy, scores, truth)
+    if cfg.images:
+        scores, _, names = score_paths(clip, policy, collect_images(cfg.images), loader)
+        result["images"] = flag_images(policy, scores, names)
+        if cfg.csv_out is not None:
+            write_flags_csv(cfg.csv_out, policy, result["images"])
+    result["thresholds"] = {c.name: c.threshold for c in policy.criteria}
+    return write_result(result, cfg.out)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from finevl.data.imagetext import ImageTextSet
+from finevl.apps.config import RetrievalCaptionConfig, RetrievalConfig
+from finevl.data.files import claim_outputs
+from finevl.data.imagetext import ImageTextSet, load_image_text
+from finevl.data.jsonio import write_json_atomic, write_result
 from finevl.errors import FinevlError
 from finevl.metrics.retrieval import retrieval_recall
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 
 def evaluation_texts(data: ImageTextSet, captions: str) -> tuple[list[str], torch.Tensor]:
@@ -69,3 +74,34 @@ def caption_pool(data: ImageTextSet, kind: str = "all") -> list[str]:
     if kind not in ("fine", "refs", "all"):
         raise FinevlError(f"--pool-captions must be 'fine', 'refs' or 'all', not {kind!r}")
     return list(dict.fromkeys(fine + refs))
+
+
+def retrieval_command(cfg: RetrievalConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl clip retrieval`: recall@k both ways on a dataset (also written to `cfg.out`)."""
+    claim_outputs(overwrite, cfg.out)
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    dataset = load_image_text(cfg.data, clip.image_size, split=cfg.split, limit=cfg.limit)
+    metrics, shown = retrieval_with_examples(clip, dataset, cfg.captions, cfg.examples)
+    result = {
+        "dataset": f"{cfg.data}:{cfg.split}",
+        "model": cfg.model,
+        "task": "zeroshot_retrieval",
+        "metrics": metrics,
+        "images": len(dataset),
+        "examples": shown,
+    }
+    return write_result(result, cfg.out)
+
+
+def retrieval_caption_command(cfg: RetrievalCaptionConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl clip caption`: each image of `cfg.data` captioned by its nearest pool caption,
+    written to `cfg.out` (COCO results format)."""
+    claim_outputs(overwrite, cfg.out)
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    images = load_image_text(cfg.data, clip.image_size, split=cfg.split)
+    texts = caption_pool(load_image_text(cfg.pool, clip.image_size, split=cfg.pool_split), cfg.pool_captions)
+    captions = caption_by_retrieval(clip.embed_pixels(images.images), clip.embed_texts(texts), texts)
+    write_json_atomic(
+        cfg.out, [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
+    )
+    return {"predictions": str(cfg.out), "images": len(captions), "pool": len(texts)}

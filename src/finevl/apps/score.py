@@ -10,13 +10,15 @@ from typing import Any
 
 import torch
 
+from finevl.apps.config import ScoreConfig
 from finevl.apps.search import image_share
 from finevl.apps.sharded import Share, embed_in_shares
+from finevl.data.files import claim_outputs
 from finevl.data.images import ImageLoader
-from finevl.data.jsonio import iter_jsonl, read_csv, read_json
+from finevl.data.jsonio import iter_jsonl, read_csv, read_json, write_result
 from finevl.errors import FinevlError
 from finevl.metrics.clipscore import PREFIX, CaptionEmbedder, W, pair_scores
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 SCRATCH = Path(tempfile.gettempdir()) / "finevl-score"  # where processes leave their shares
 
@@ -109,3 +111,19 @@ def write_items_csv(path: str | Path, items: list[dict[str, Any]]) -> None:
     from finevl.data.jsonio import write_csv_atomic
 
     write_csv_atomic(path, items)
+
+
+def score_command(cfg: ScoreConfig, overwrite: bool = False) -> dict[str, Any] | None:
+    """`finevl score`: CLIP-S and RefCLIP-S of a file's pairs (JSON to `cfg.out`, items to
+    `cfg.csv_out`); None on a process other than the main one under `accelerate launch`."""
+    claim_outputs(overwrite, cfg.out, cfg.csv_out)
+    rows = read_score_input(cfg.pairs)
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    result = score_rows(clip, rows, cfg.prefix, ImageLoader(cfg.on_bad_image))  # type: ignore[arg-type]
+    if result is None:  # it wrote its shares
+        return None
+    if cfg.csv_out is not None:
+        write_items_csv(cfg.csv_out, result["items"])
+    return write_result(
+        {"dataset": str(cfg.pairs), "model": cfg.model, "task": "clip_score", **result}, cfg.out
+    )

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from finevl.apps.config import IndexBuildConfig, IndexQueryConfig
 from finevl.apps.sharded import Share, embed_in_shares
-from finevl.data.files import atomic_dir
+from finevl.data.files import atomic_dir, claim_output
 from finevl.data.formats import IMAGE_SUFFIXES, image_folder
-from finevl.data.images import ImageLoader
+from finevl.data.images import ImageLoader, load_image
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.errors import FinevlError
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 INDEX_FILE, META_FILE = "index.faiss", "index.json"
 BATCH = 256  # images loaded and embedded at once
@@ -132,3 +133,31 @@ def query_index(
         ]
         for row_ids, row_scores in zip(ids, scores, strict=True)
     ]
+
+
+def build_command(cfg: IndexBuildConfig, overwrite: bool = False) -> dict[str, Any] | None:
+    """`finevl index build`: `build_index` over the given files and folders; the model is
+    recorded by absolute path so queries reload it from anywhere."""
+    claim_output(cfg.out, overwrite, folder=True)
+    paths = collect_images(cfg.images)
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    spec = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    weights = str(Path(cfg.weights).resolve()) if cfg.weights else None
+    return build_index(clip, spec, paths, cfg.out, ImageLoader(cfg.on_bad_image), weights)  # type: ignore[arg-type]
+
+
+def query_command(cfg: IndexQueryConfig) -> dict[str, Any]:
+    """`finevl index query`: the nearest images to each text, then each image query."""
+    faiss_index, meta = open_index(cfg.index)
+    clip = load_placed_clip(meta["model"], meta.get("weights"), cfg.device, cfg.dtype)
+    feats = []
+    if cfg.text:
+        feats.append(clip.embed_texts(list(cfg.text)))
+    if cfg.image:
+        feats.append(clip.embed_images([load_image(p) for p in cfg.image]))
+    hits = query_index(faiss_index, meta, torch.cat(feats).numpy(), cfg.k)
+    queries = [*cfg.text, *(str(p) for p in cfg.image)]
+    return {
+        "index": str(cfg.index),
+        "results": [{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)],
+    }

@@ -9,12 +9,15 @@ from typing import Any
 
 import torch
 
+from finevl.apps.config import ZeroshotConfig
 from finevl.data.coco import CocoInstances
+from finevl.data.files import claim_outputs
 from finevl.data.formats import image_folder, in_split, read_finecap
 from finevl.data.images import ImageLoader
+from finevl.data.jsonio import write_result
 from finevl.errors import FinevlError
 from finevl.metrics.zeroshot import ZeroShotAccuracy
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 TEMPLATES: dict[str, list[str]] = {
     "shape": ["a {}.", "a picture of a {}.", "a {} on a background.", "there is a {} in the image."],
@@ -101,3 +104,27 @@ def zeroshot_classify(
     if not metric.logits:
         raise FinevlError("no readable images to classify")
     return metric.compute(), metric, classes
+
+
+def zeroshot_command(cfg: ZeroshotConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl clip zeroshot`: classify a world's split (by one attribute) or a folder of
+    class sub-folders; the results (also written to `cfg.out`)."""
+    claim_outputs(overwrite, cfg.out)
+    split = None if cfg.split == "all" else cfg.split
+    paths, labels, names = (
+        world_labels(cfg.world, cfg.label, split) if cfg.world else folder_labels(cfg.folder)
+    )  # type: ignore[arg-type]
+    loader = ImageLoader(cfg.on_bad_image)  # type: ignore[arg-type]
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    templates = TEMPLATES[cfg.label if cfg.world else "folder"]
+    metrics, acc, classes = zeroshot_classify(clip, paths, labels, names, templates, loader)
+    result = {
+        "dataset": f"{cfg.world}:{cfg.label}:{cfg.split}" if cfg.world else str(cfg.folder),
+        "model": cfg.model,
+        "task": "zeroshot_classification",
+        "metrics": metrics,
+        "classes": classes,
+        "confusion": acc.confusion().tolist(),
+        "skipped_images": len(loader.skipped),
+    }
+    return write_result(result, cfg.out)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from finevl.data.coco import CocoCaptions, CocoImage, CocoInstances
+from finevl.data.config import CheckConfig
 from finevl.data.formats import read_finecap, read_regions
 from finevl.data.images import ImageLoader
 from finevl.data.jsonio import iter_jsonl, read_json
@@ -124,3 +125,8 @@ def check_dataset(
     report["skipped_images"] = len(loader.skipped)
     report["skipped"] = loader.skipped
     return report
+
+
+def check_command(cfg: CheckConfig) -> dict[str, Any]:
+    """`finevl data check`: `check_dataset` with the command's settings."""
+    return check_dataset(cfg.folder, ImageLoader(cfg.on_bad_image), cfg.tokenizer)  # type: ignore[arg-type]

@@ -243,3 +243,9 @@ def save_pretrained_atomic(out_dir: str | Path, *parts: Any) -> Path:
         for part in parts:
             part.save_pretrained(str(tmp))
     return out_dir
+
+
+def claim_outputs(overwrite: bool, *paths: str | Path | None) -> None:
+    """`claim_output` for each file a command will write (None: an output not asked for)."""
+    for path in paths:
+        claim_output(path, overwrite)

@@ -31,6 +31,7 @@ from typing import Any
 
 from finevl.data.jsonio import read_json
 from finevl.errors import FinevlError
+from finevl.language import vocab
 
 Check = Callable[[str, dict[str, Any]], bool]  # (negative caption, scene record) -> is it false?
 
@@ -185,3 +186,15 @@ def _word_pattern(vocab: NegativeVocab) -> tuple[re.Pattern[str], dict[str, tupl
         meaning.update({w.lower(): ("relation", rel) for w in words})
     alternatives = sorted(meaning, key=len, reverse=True)  # longest first: "to the left of" before "left of"
     return re.compile(r"\b(?:" + "|".join(map(re.escape, alternatives)) + r")\b", re.IGNORECASE), meaning
+
+
+def negative_vocab() -> NegativeVocab:
+    """FineShapes' words for hard negatives (`finevl clip train --hard-negatives`): each
+    attribute's values with all their synonyms, and each relation with its inverse."""
+    attributes = {"shape": vocab.SHAPES, "color": vocab.COLORS, "size": vocab.SIZES}
+    attributes |= {"pattern": vocab.PATTERNS, "background": vocab.BACKGROUNDS}
+    return NegativeVocab(
+        {a: {v: list(ws) for v, ws in vals.items()} for a, vals in attributes.items()},
+        dict(vocab.INVERSE_RELATION),
+        {r: list(ws) for r, ws in vocab.RELATIONS.items()},
+    )

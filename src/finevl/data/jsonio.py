@@ -208,3 +208,10 @@ def write_csv_atomic(path: str | Path, rows: list[dict[str, Any]], columns: list
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buf.getvalue())
+
+
+def write_result(result: dict[str, Any], out: str | Path | None) -> dict[str, Any]:
+    """A command's results, also written to `out` when given."""
+    if out is not None:
+        write_json_atomic(out, result)
+    return result

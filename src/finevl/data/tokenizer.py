@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from finevl.data.files import atomic_dir
+from finevl.data.config import TokenizerConfig
+from finevl.data.files import atomic_dir, claim_output
 from finevl.errors import FinevlError
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
@@ -92,3 +94,10 @@ def corpus_texts(folder: str | Path) -> list[str]:
     if not texts:
         raise FinevlError(f"{folder}: no text found (captions.json, finecap.json, regions.json or vqa.jsonl)")
     return texts
+
+
+def tokenizer_command(cfg: TokenizerConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl data tokenizer`: a word tokenizer of a dataset's text, saved to `cfg.out`."""
+    claim_output(cfg.out, overwrite, folder=True)
+    tokenizer = train_word_tokenizer(corpus_texts(cfg.folder), cfg.out, max_length=cfg.max_length)
+    return {"tokenizer": str(cfg.out), "vocab_size": len(tokenizer), "max_length": cfg.max_length}

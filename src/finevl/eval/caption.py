@@ -23,15 +23,17 @@ from typing import Any
 import torch
 
 from finevl.data.coco import CocoCaptions
+from finevl.data.files import claim_outputs
 from finevl.data.formats import FinecapRecord, read_finecap, read_finecapeval_csv
-from finevl.data.jsonio import read_json
+from finevl.data.jsonio import read_json, write_result
 from finevl.errors import FinevlError
+from finevl.eval.config import FinecapEvalConfig
 from finevl.language.facts import scene_from_record
 from finevl.metrics.captioning import SPICE_NOTE, caption_metrics
 from finevl.metrics.clipscore import CaptionEmbedder, ClipScore
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 HEADLINE = {  # the columns of a comparison table -> their path in `evaluate_captions`' metrics
     "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
@@ -221,3 +223,12 @@ def evaluate_captions(
         "metrics": metrics,
         "notes": [SPICE_NOTE],
     }
+
+
+def finecap_command(cfg: FinecapEvalConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl finecap eval`: `evaluate_captions`, with the CLIP placed; also written to `cfg.out`."""
+    claim_outputs(overwrite, cfg.out)
+    clip = load_placed_clip(cfg.clip, None, cfg.device, cfg.dtype) if cfg.clip else None
+    return write_result(
+        evaluate_captions(cfg.pred, cfg.ann, clip, meteor=cfg.meteor, images=cfg.images), cfg.out
+    )

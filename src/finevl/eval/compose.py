@@ -15,11 +15,14 @@ from typing import Any
 import torch
 
 from finevl.apps.search import embed_image_files
+from finevl.data.files import claim_outputs
 from finevl.data.images import ImageLoader
-from finevl.data.sugarcrepe import ComposePair
+from finevl.data.jsonio import write_result
+from finevl.data.sugarcrepe import ComposePair, read_sugarcrepe
 from finevl.errors import FinevlError
+from finevl.eval.config import ComposeConfig
 from finevl.metrics.compose import CompositionalAccuracy
-from finevl.models.clip import Clip
+from finevl.models.clip import Clip, load_placed_clip
 
 
 def compose_eval(
@@ -56,3 +59,25 @@ def compose_eval(
         "images": len(images),
         "skipped_images": len(loader.skipped),
     }
+
+
+def compose_command(
+    cfg: ComposeConfig, overwrite: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl clip compose`: pairs from a world's scenes or SugarCrepe's files, scored; the
+    results written to `cfg.out`."""
+    from finevl.world.compose import world_pairs
+
+    claim_outputs(overwrite, cfg.out)
+    if cfg.world is not None:
+        made = world_pairs(cfg.world, None if cfg.split == "all" else cfg.split, cfg.limit, cfg.seed)
+        pairs, extra = made.pairs, {"dropped": made.dropped, "balanced_out": made.balanced_out}
+        dataset = f"{cfg.world}:{cfg.split}:seed{cfg.seed}"
+    else:
+        pairs, extra = read_sugarcrepe(cfg.sugarcrepe, cfg.images, cfg.limit), {"dropped": {}}  # type: ignore[arg-type]
+        dataset = f"sugarcrepe:{cfg.sugarcrepe}"
+    clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
+    result = compose_eval(clip, pairs, ImageLoader(cfg.on_bad_image), progress)  # type: ignore[arg-type]
+    return write_result(
+        {"dataset": dataset, "model": cfg.model, "task": "compositionality", **result, **extra}, cfg.out
+    )

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from finevl.data.files import claim_outputs
 from finevl.data.images import ImageCache, load_image
 from finevl.data.jsonio import dumps, write_json_atomic, write_text_atomic
 from finevl.data.regions import read_mask_png, resolve_regions
 from finevl.errors import FinevlError
+from finevl.eval.config import RegionAskConfig
 from finevl.eval.vqa import model_label
 from finevl.language import vocab
 from finevl.language.facts import scene_from_record
@@ -29,7 +31,7 @@ from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
 from finevl.models.device import placement
 from finevl.models.region import REGION, RegionLvlm, RegionPrompt, check_masks, load_region_model
-from finevl.train.region.config import RegionEvalConfig
+from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig
 from finevl.train.region.data import WorldRegion, world_regions
 from finevl.train.region.prompts import CLASS, DETAILED, OVERVIEW, SHORT
 
@@ -183,3 +185,43 @@ def ask_regions(
     check_masks(prompt.masks, picture.size, text)  # before the model loads: fail fast
     answer = load_region_model(model, *placement(device, dtype)).generate([prompt], max_new_tokens)[0]
     return {"model": str(model), "image": str(image), "question": question, "answer": answer}
+
+
+def region_eval_command(
+    cfg: RegionEvalConfig, overwrite: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl region eval`: `evaluate_regions`, its results and answers written beside each other."""
+    claim_outputs(overwrite, cfg.out, answers_file(cfg.out))
+    result, records = evaluate_regions(cfg, progress=progress)
+    write_region_results(cfg.out, result, records)
+    return result
+
+
+def ask_command(cfg: RegionAskConfig) -> dict[str, Any]:
+    """`finevl region ask`: `ask_regions` with the command's settings."""
+    return ask_regions(
+        cfg.model, cfg.image, list(cfg.mask), cfg.question, cfg.max_new_tokens, cfg.device, cfg.dtype
+    )
+
+
+def region_quickstart(
+    cfg: RegionPipelineConfig, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl region quickstart`: the LM and stages 1-3 (`run_chain`), then the model
+    evaluated (`OUT/results/region.json` and its answers)."""
+    from finevl.data.files import claim_run_folder
+    from finevl.train.region.pipeline import run_chain
+
+    claim_run_folder(cfg.out)
+    model = run_chain(cfg)
+    evaluation = RegionEvalConfig(
+        model=model,
+        data=cfg.data,
+        out=str(Path(cfg.out) / "results" / "region.json"),
+        limit=cfg.eval_images,
+        label="Osprey (mask + spatial token)",
+        dtype="float32",  # as trained: the quickstart's figures do not depend on the machine
+    )
+    result, records = evaluate_regions(evaluation, progress=progress)
+    write_region_results(evaluation.out, result, records)
+    return {"model": model, "metrics": result["metrics"]}

@@ -15,14 +15,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from finevl.data.files import claim_outputs
 from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import ImageCache
-from finevl.data.jsonio import iter_jsonl
+from finevl.data.jsonio import dumps, iter_jsonl, write_json_atomic, write_result, write_text_atomic
 from finevl.errors import FinevlError
+from finevl.eval.config import VqaEvalConfig
 from finevl.language.facts import scene_from_record
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.vqa import VqaAccuracy
 from finevl.models.lvlm import Lvlm
+from finevl.train.stic.config import PipelineConfig
 
 DESCRIBE = "Describe the image in detail."
 
@@ -151,3 +154,53 @@ def evaluate_on_world(
         ],
     }
     return result, answers
+
+
+def vqa_command(cfg: VqaEvalConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl vqa eval`: a LLaVA on a world's questions or a question file; the results
+    (also to `cfg.out`) and the answers (to `cfg.answers`)."""
+    from finevl.models.device import placement
+    from finevl.models.lvlm import load_lvlm
+
+    claim_outputs(overwrite, cfg.out, cfg.answers)
+    where, precision = placement(cfg.device, cfg.dtype)
+    questions = read_questions(cfg.questions) if cfg.questions is not None else []
+    # on the CPU, auto keeps the checkpoint's own dtype (as the STIC pipeline loads it)
+    lvlm = load_lvlm(cfg.model, None if cfg.dtype == "auto" and where.type == "cpu" else precision, where)
+    if cfg.data is not None:
+        result, rows = evaluate_on_world(
+            cfg.model, cfg.data, cfg.split, cfg.limit, cfg.label, cfg.max_new_tokens, lvlm=lvlm
+        )
+    else:
+        images = cfg.images or cfg.questions.parent  # type: ignore[union-attr]
+        metrics, rows = evaluate_vqa(lvlm, questions, images, None, cfg.max_new_tokens)
+        label = cfg.label or model_label(cfg.model)
+        result = {
+            "dataset": str(cfg.questions),
+            "model": str(cfg.model),
+            "label": label,
+            "task": "vqa",
+            "metrics": metrics,
+        }
+    if cfg.answers and rows:
+        write_text_atomic(cfg.answers, "".join(dumps(r) + "\n" for r in rows))
+    return write_result(result, cfg.out)
+
+
+def stic_quickstart(cfg: PipelineConfig, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`finevl stic quickstart`: base, preferences, DPO and DIFT, each model evaluated on the
+    world's test split (`OUT/results/vqa-*.json`)."""
+    from finevl.data.files import claim_run_folder
+    from finevl.train.stic.pipeline import run_base, stic_variant
+
+    claim_run_folder(cfg.out)
+    base, instructions = run_base(cfg)
+    models = {"base": base, **stic_variant(cfg, base, instructions, "stic")}
+    accuracy = {}
+    for label, model in models.items():
+        result, _ = evaluate_on_world(model, cfg.data, "test", cfg.eval_images, label=f"STIC {label}")
+        write_json_atomic(Path(cfg.out) / "results" / f"vqa-{label}.json", result)
+        accuracy[label] = {k: v for k, v in result["metrics"].items() if k.startswith("accuracy/")}
+        if progress:
+            progress(1)
+    return {"out": cfg.out, "models": models, "accuracy": accuracy}

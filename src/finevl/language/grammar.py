@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from finevl.language import vocab
-from finevl.language.facts import Fact
+from finevl.language.facts import Fact, fact_holds, scene_from_record
+from finevl.language.scene import Scene
 
 _TOKEN = re.compile(r'"([^"]*)"|([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)|([.,;:!?])')
 # fmt: off
@@ -187,3 +189,32 @@ def parse_caption(text: str) -> ParsedCaption:
                 out.facts.add(Fact("pattern", item.ref, item.pattern))
     _relations(seq, out)
     return out
+
+
+def is_false_of(caption: str, scene: Scene) -> bool:
+    """Whether the parser reads a fact from `caption` that does not hold of `scene`."""
+    return any(not fact_holds(f, scene) for f in parse_caption(caption).facts)
+
+
+def is_true_of(caption: str, scene: Scene) -> bool:
+    """Whether `caption` states at least one fact and every fact it states holds of `scene`."""
+    facts = parse_caption(caption).facts
+    return bool(facts) and all(fact_holds(f, scene) for f in facts)
+
+
+def caption_is_false(caption: str, scene_record: dict[str, Any]) -> bool:
+    """Whether the world's parser reads a fact from `caption` that does not hold of the
+    scene (a finecap.json record's `scene`). Words it cannot read state nothing: a caption
+    with no readable fact is not false.
+
+    >>> rec = {"size": 64, "background": "snow", "objects": [{"shape": "star", "color": "red",
+    ...     "size": "small", "pattern": "solid", "center": [20, 20], "radius": 5}]}
+    >>> caption_is_false("a small red star on snow", rec), caption_is_false("a blue star", rec)
+    (False, True)
+    """
+    return is_false_of(caption, scene_from_record(scene_record))
+
+
+def caption_is_true(caption: str, scene_record: dict[str, Any]) -> bool:
+    """Whether `caption` states at least one fact and every fact it states holds."""
+    return is_true_of(caption, scene_from_record(scene_record))

@@ -33,7 +33,7 @@ from torch import nn
 from finevl.data.files import replace_dir, temp_sibling
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
-from finevl.models.device import threads_for_load
+from finevl.models.device import placement, threads_for_load
 
 logger = logging.getLogger(__name__)
 
@@ -665,3 +665,10 @@ def load_clip(
     if device is not None or dtype is not None:
         clip.to(device=device, dtype=dtype)
     return clip.eval()
+
+
+def load_placed_clip(
+    spec: str | Path, weights: str | Path | None = None, device: str = "auto", dtype: str = "auto"
+) -> Clip:
+    """`load_clip` placed by a command's `--device` and `--dtype` values."""
+    return load_clip(spec, weights, *placement(device, dtype))

@@ -10,10 +10,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageDraw
 
 from finevl.data.coco import CocoCaptions, CocoInstances
+from finevl.data.files import claim_output
 from finevl.data.formats import in_split, read_finecap
 from finevl.data.images import load_image
 from finevl.data.jsonio import read_json, write_text_atomic
 from finevl.errors import FinevlError
+from finevl.report.config import GalleryConfig
 from finevl.report.encode import image_data_uri
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240)]
@@ -94,3 +96,9 @@ def write_gallery(
     )
     write_text_atomic(out, html)
     return {"gallery": str(out), "images": len(cards)}
+
+
+def gallery_command(cfg: GalleryConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl world show`: `write_gallery` with the command's settings."""
+    claim_output(cfg.out or cfg.world / "gallery.html", overwrite)
+    return write_gallery(cfg.world, cfg.out, limit=cfg.limit, split=cfg.split)

@@ -14,12 +14,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from finevl.data.coco import CocoCaptions, decode_segmentation, rle_area_bbox
+from finevl.data.files import claim_output
 from finevl.data.images import load_image
 from finevl.data.jsonio import iter_jsonl, read_json, write_text_atomic
 from finevl.errors import FinevlError
 from finevl.eval.caption import HEADLINE, headline
 from finevl.eval.edit import SCORE_LABELS
 from finevl.metrics.region import REGION_HEADLINE
+from finevl.report.config import ReportConfig
 from finevl.report.encode import image_data_uri
 from finevl.report.gallery import overlay_masks
 from finevl.report.plots import confusion, curve, curves
@@ -288,3 +290,9 @@ def write_report(
         "editing": len(editing),
         "run": str(run) if run else None,
     }
+
+
+def report_command(cfg: ReportConfig, overwrite: bool = False) -> dict[str, Any]:
+    """`finevl report`: `write_report` with the command's settings."""
+    claim_output(cfg.out, overwrite)
+    return write_report(cfg.out, list(cfg.results), cfg.run, cfg.world, cfg.gallery, list(cfg.caption_run))

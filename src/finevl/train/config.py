@@ -49,7 +49,7 @@ class RunConfig:
 
 @dataclass
 class ClipTrainConfig(RunConfig):
-    """Settings of `finevl clip train`."""
+    """Contrastive training (open_clip ClipLoss) on accelerate; CPU, multi-process or GPU."""
 
     data: str = field(default="", metadata={"help": "World, shards or JSONL pairs; several joined by ::."})
     model: str = field(
@@ -93,7 +93,7 @@ class ClipTrainConfig(RunConfig):
 
 @dataclass
 class CaptionTrainConfig(RunConfig):
-    """Settings of `finevl caption train` (MLE on the references)."""
+    """MLE training of a captioner on the references (a world's coarse captions)."""
 
     clip: str = field(default="", metadata={"help": "Frozen CLIP whose image tokens the captioner reads."})
     model: str = field(default="", metadata={"help": "Captioner to start from; empty: a new one."})
@@ -114,10 +114,14 @@ class CaptionTrainConfig(RunConfig):
 
 @dataclass
 class ScstConfig(RunConfig):
-    """Settings of `finevl caption scst`. Upstream: Adam at a constant 5e-6, each gradient
+    """Self-critical RL of a captioner: CLIP-S, CIDEr-D, RefCLIP-S and grammar rewards,
+    weighted.
+
+    Settings of `finevl caption scst`. Upstream: Adam at a constant 5e-6, each gradient
     value clipped at 0.1, 5 samples, greedy baseline, length 20, 2.0 x CLIP-S + 1.0 x CIDEr-D
     or + 1.0 x grammar. finevl: AdamW at a constant 1e-5 after an optional warm-up, gradient
-    norm clipped at 1.0 (minutes of RL, not days; 5e-5 collapses to background-only captions)."""
+    norm clipped at 1.0 (minutes of RL, not days; 5e-5 collapses to background-only captions).
+    """
 
     lr: float = field(default=1e-5, metadata={"help": "Learning rate (constant after warm-up)."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
@@ -150,9 +154,12 @@ class ScstConfig(RunConfig):
 
 @dataclass
 class GrammarTrainConfig(RunConfig):
-    """Settings of `finevl grammar train` (upstream: AdamW 1e-4, weight decay 0.01,
+    """Fine-tune CLIP's text tower with a grammar head (contrastive + grammar loss).
+
+    Settings of `finevl grammar train` (upstream: AdamW 1e-4, weight decay 0.01,
     contrastive + grammar cross-entropy 1:1, image tower frozen). At FineShapes scale 1e-4
-    leaves the grammar loss at chance after 250 steps; 5e-4 learns it in 500."""
+    leaves the grammar loss at chance after 250 steps; 5e-4 learns it in 500.
+    """
 
     clip: str = field(default="", metadata={"help": "CLIP to fine-tune (its text tower and projection)."})
     lr: float = field(default=5e-4, metadata={"help": "Peak learning rate (upstream: 1e-4, over epochs)."})
@@ -180,9 +187,13 @@ def shared_fields(cls: type, source: Any, **overrides: Any) -> Any:
 
 @dataclass
 class TowerTrainConfig(RunConfig):
-    """Settings of `finevl clip tower`: the image tower (or, with `freeze`, a linear head on
+    """Train the image tower on a world's attributes (or a linear probe of it, --freeze): what
+    it sees, per attribute; the image side of LiT (then clip train --lock-image).
+
+    Settings of `finevl clip tower`: the image tower (or, with `freeze`, a linear head on
     it) trained on a world's attributes. A probe of what a tower sees, and the image side of
-    locked-image tuning (then `finevl clip train --lock-image`)."""
+    locked-image tuning (then `finevl clip train --lock-image`).
+    """
 
     model: str = field(
         default="finevl-tiny-vit", metadata={"help": "Preset, open_clip architecture or checkpoint."}

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from finevl.data.hard_negatives import Check, HardNegatives, NegativeVocab
+from finevl.data.hard_negatives import Check, HardNegatives, NegativeVocab, negative_vocab
 from finevl.data.imagetext import CaptionSampler, ImageTextSet, load_image_text
 from finevl.errors import FinevlError
+from finevl.language.grammar import caption_is_false
 from finevl.models.clip import Clip, load_clip
 from finevl.train.config import ClipTrainConfig
 from finevl.train.loop import batch_indices
@@ -109,26 +110,27 @@ def _hard_negatives(
         return None
     if cfg.negative_vocab:
         return HardNegatives(NegativeVocab.from_file(cfg.negative_vocab), cfg.hard_negatives, check)
-    if default_vocab is None or not any(f is not None and f.scene for f in data.fine):
+    if not any(f is not None and f.scene for f in data.fine):
         raise FinevlError(
             f"--hard-negatives: {cfg.data} has no facts to check negatives against;"
             " give --negative-vocab FILE"
         )
-    return HardNegatives(default_vocab, cfg.hard_negatives, check)
+    return HardNegatives(default_vocab or negative_vocab(), cfg.hard_negatives, check)
 
 
 def train_clip(
     cfg: ClipTrainConfig,
     resume: bool = False,
     progress: Callable[[int], None] | None = None,
-    check: Check | None = None,
+    check: Check | None = caption_is_false,
     default_vocab: NegativeVocab | None = None,
 ) -> dict:
     """Train (or resume) a CLIP run; returns the final summary (also `run/summary.json`).
 
     With `cfg.hard_negatives`, negatives are word swaps from `cfg.negative_vocab` (else
-    `default_vocab`), kept only where `check(negative, scene)` says false when the data has
-    scenes; data with neither scenes nor a vocabulary file is refused."""
+    `default_vocab`, FineShapes' words by default), kept only where `check(negative, scene)`
+    says false (the world's parser by default) when the data has scenes; data with neither
+    scenes nor a vocabulary file is refused."""
     trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model).train()

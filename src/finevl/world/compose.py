@@ -33,45 +33,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from finevl.data.formats import in_split, read_finecap
-from finevl.data.hard_negatives import NegativeVocab
 from finevl.data.sugarcrepe import SUGARCREPE_CATEGORIES, ComposePair
 from finevl.errors import FinevlError
 from finevl.language import vocab
-from finevl.language.facts import fact_holds, scene_from_record
-from finevl.language.grammar import parse_caption
+from finevl.language.facts import scene_from_record
+from finevl.language.grammar import is_false_of, is_true_of
 from finevl.language.scene import Scene, SceneObject
 from finevl.world.language import full_phrase, number_word, with_article
 
 WORLD_CATEGORIES = (*SUGARCREPE_CATEGORIES, "count")
 ATTRIBUTES = ("size", "color", "pattern")
 VALUES = {"size": vocab.SIZES, "color": vocab.COLORS, "pattern": vocab.PATTERNS}
-
-
-def _is_false(caption: str, scene: Scene) -> bool:
-    return any(not fact_holds(f, scene) for f in parse_caption(caption).facts)
-
-
-def _is_true(caption: str, scene: Scene) -> bool:
-    facts = parse_caption(caption).facts
-    return bool(facts) and all(fact_holds(f, scene) for f in facts)
-
-
-def caption_is_false(caption: str, scene_record: dict[str, Any]) -> bool:
-    """Whether the world's parser reads a fact from `caption` that does not hold of the
-    scene (a finecap.json record's `scene`). Words it cannot read state nothing: a caption
-    with no readable fact is not false.
-
-    >>> rec = {"size": 64, "background": "snow", "objects": [{"shape": "star", "color": "red",
-    ...     "size": "small", "pattern": "solid", "center": [20, 20], "radius": 5}]}
-    >>> caption_is_false("a small red star on snow", rec), caption_is_false("a blue star", rec)
-    (False, True)
-    """
-    return _is_false(caption, scene_from_record(scene_record))
-
-
-def caption_is_true(caption: str, scene_record: dict[str, Any]) -> bool:
-    """Whether `caption` states at least one fact and every fact it states holds."""
-    return _is_true(caption, scene_from_record(scene_record))
 
 
 class Draft(NamedTuple):
@@ -283,7 +255,7 @@ def build_pairs(scenes: list[tuple[str, dict[str, Any]]], seed: int = 0) -> Pair
             draft = make(scene, rng, ctx)
             if draft is None:
                 continue
-            if not (_is_true(draft.positive, scene) and _is_false(draft.negative, scene)):
+            if not (is_true_of(draft.positive, scene) and is_false_of(draft.negative, scene)):
                 dropped[category] += 1
                 continue
             if draft.key is not None:
@@ -320,15 +292,3 @@ def world_pairs(
 ) -> PairSet:
     """`build_pairs` on a generated world's split."""
     return build_pairs(world_scenes(world, split, limit), seed)
-
-
-def negative_vocab() -> NegativeVocab:
-    """FineShapes' words for hard negatives (`finevl clip train --hard-negatives`): each
-    attribute's values with all their synonyms, and each relation with its inverse."""
-    attributes = {"shape": vocab.SHAPES, "color": vocab.COLORS, "size": vocab.SIZES}
-    attributes |= {"pattern": vocab.PATTERNS, "background": vocab.BACKGROUNDS}
-    return NegativeVocab(
-        {a: {v: list(ws) for v, ws in vals.items()} for a, vals in attributes.items()},
-        dict(vocab.INVERSE_RELATION),
-        {r: list(ws) for r, ws in vocab.RELATIONS.items()},
-    )

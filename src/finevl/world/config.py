@@ -48,3 +48,15 @@ class WorldConfig:
             "overlap_prob": self.overlap_prob,
             "text_prob": self.text_prob,
         }
+
+
+@dataclass
+class GenerateConfig(WorldConfig):
+    """Generate a FineShapes world: images, COCO files, fine captions, regions, VQA, splits."""
+
+    out: str = field(default="", metadata={"help": "Folder to write the world into.", "required": True})
+    workers: int = field(default=0, metadata={"help": "Worker processes (default: all cores)."})
+
+    def world(self) -> WorldConfig:
+        """The world's own settings (what `world.json` records)."""
+        return WorldConfig(**{k: v for k, v in vars(self).items() if k not in ("out", "workers")})

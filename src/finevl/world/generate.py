@@ -25,7 +25,7 @@ from finevl.data.files import claim_output, replace_dir, temp_sibling
 from finevl.data.jsonio import StreamedJson, dumps, write_json_atomic
 from finevl.data.shards import ShardSet, write_sizes
 from finevl.world.annotate import CATEGORIES, build_image
-from finevl.world.config import WorldConfig
+from finevl.world.config import GenerateConfig, WorldConfig
 
 WORLD_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -189,3 +189,12 @@ def generate_world(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**summary, "path": str(out)}
+
+
+def generate_command(
+    cfg: GenerateConfig, overwrite: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl world generate`: `generate_world` with the command's settings."""
+    return generate_world(
+        cfg.world(), cfg.out, workers=cfg.workers or None, overwrite=overwrite, progress=progress
+    )

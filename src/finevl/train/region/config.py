@@ -14,9 +14,13 @@ TRAINABLE = {"lm": ("lm",), "1": ("projector",), "2": ("extractor",), "3": ("pro
 
 @dataclass
 class RegionTrainConfig(RunConfig):
-    """One stage of Osprey-style training. `lm`: a new model (CLIP tower + fresh Llama) learns
+    """One Osprey stage: lm (new model, world text), 1 projector, 2 mask extractor, 3 end-to-
+    end.
+
+    One stage of Osprey-style training. `lm`: a new model (CLIP tower + fresh Llama) learns
     world text; `1`: image-text alignment (projector); `2`: mask-text alignment (extractor);
-    `3`: end-to-end instructions (projector, extractor, LM; tower frozen)."""
+    `3`: end-to-end instructions (projector, extractor, LM; tower frozen).
+    """
 
     data: str = field(default="", metadata={"help": "World folder, or an Osprey-format JSON file."})
     images_dir: str = field(default="", metadata={"help": "Image folder of an Osprey JSON file."})
@@ -50,7 +54,8 @@ class RegionTrainConfig(RunConfig):
 
 @dataclass
 class RegionEvalConfig:
-    """Settings of `finevl region eval`."""
+    """Region evaluation: classification (SS, S-IoU), open-vocab segmentation (mIoU, PQ),
+    captioning, description."""
 
     model: str = field(default="", metadata={"help": "Region model folder."})
     data: str = field(default="", metadata={"help": "World folder."})
@@ -72,7 +77,10 @@ class RegionEvalConfig:
 
 @dataclass
 class RegionPipelineConfig:
-    """Settings of `finevl region quickstart` and of each row of `benchmarks/region.py`."""
+    """A small Osprey run: LM, stages 1-3, evaluated (results/region.json + answers).
+
+    Settings of `finevl region quickstart` and of each row of `benchmarks/region.py`.
+    """
 
     data: str = field(default="", metadata={"help": "World folder."})
     clip: str = field(default="", metadata={"help": "Convolutional CLIP whose tower the model uses."})

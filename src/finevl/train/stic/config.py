@@ -35,9 +35,12 @@ class SupervisedConfig(RunConfig, LoraSettings):
 
 @dataclass
 class BaseConfig:
-    """Settings of `finevl stic base`: a LLaVA from a CLIP's tower and a fresh Llama, trained
+    """The SFT base: a LLaVA from a CLIP tower and a fresh Llama; LM, alignment, instructions.
+
+    Settings of `finevl stic base`: a LLaVA from a CLIP's tower and a fresh Llama, trained
     in three stages: language model on world text, projector alignment on image-caption
-    pairs, then instruction tuning (descriptions, VQA, a few hallucination prompts)."""
+    pairs, then instruction tuning (descriptions, VQA, a few hallucination prompts).
+    """
 
     data: str = field(default="", metadata={"help": "World folder (images and annotations)."})
     clip: str = field(default="", metadata={"help": "CLIP whose image tower the model sees through (ViT)."})
@@ -72,7 +75,8 @@ class BaseConfig:
 
 @dataclass
 class PrefsConfig:
-    """Settings of `finevl stic prefs` (stage 1 data)."""
+    """Stage 1 data: preferred (step-by-step) and dispreferred (hallucination/corruption)
+    answers."""
 
     model: str = field(default="", metadata={"help": "Model folder that writes both answers."})
     data: str = field(default="", metadata={"help": "World folder or image folder (unlabeled images)."})
@@ -101,7 +105,10 @@ class PrefsConfig:
 
 @dataclass
 class DpoConfig(LoraSettings):
-    """Settings of `finevl stic dpo` (stage 1 training, TRL's DPOTrainer with LoRA)."""
+    """Stage 1 training: TRL DPO (sigmoid + SFT term) with a LoRA adapter; merged model out.
+
+    Settings of `finevl stic dpo` (stage 1 training, TRL's DPOTrainer with LoRA).
+    """
 
     model: str = field(default="", metadata={"help": "Model folder to align."})
     prefs: str = field(default="", metadata={"help": "Preference JSONL from `finevl stic prefs`."})
@@ -131,7 +138,10 @@ class DpoConfig(LoraSettings):
 
 @dataclass
 class DiftConfig(SupervisedConfig):
-    """Settings of `finevl stic dift` (stage 2: description-infused fine-tuning)."""
+    """Stage 2: fine-tune with the model's own image descriptions infused into the prompts.
+
+    Settings of `finevl stic dift` (stage 2: description-infused fine-tuning).
+    """
 
     train: str = field(default="lora", metadata={"help": f"What trains: {', '.join(TRAINABLE)}."})
     lr: float = field(default=5e-4, metadata={"help": "Peak learning rate (upstream 2e-5 on a 7B model)."})
@@ -150,7 +160,10 @@ class DiftConfig(SupervisedConfig):
 
 @dataclass
 class PipelineConfig:
-    """Settings of `finevl stic quickstart` (small defaults: a few minutes on two cores)."""
+    """A small STIC run: base, preferences, DPO, DIFT, each evaluated (results/vqa-*.json).
+
+    Settings of `finevl stic quickstart` (small defaults: a few minutes on two cores).
+    """
 
     data: str = field(default="", metadata={"help": "World folder."})
     clip: str = field(default="", metadata={"help": "CLIP (ViT) whose image tower the model uses."})

@@ -21,6 +21,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from finevl.data.conversations import IMAGE_TAG, read_conversations
+from finevl.data.files import claim_output
 from finevl.data.formats import image_folder
 from finevl.data.images import ImageCache
 from finevl.data.jsonio import dumps, iter_jsonl, write_text_atomic
@@ -155,3 +156,11 @@ def read_preferences(path: str | Path, image_root: str | Path) -> tuple[list[Pre
         except ValidationError as e:
             raise FinevlError(f"{path}:{line}: not a preference record ({str(e).splitlines()[0]})") from None
     return filter_preferences(records, Path(image_root))
+
+
+def prefs_command(
+    cfg: PrefsConfig, overwrite: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """`finevl stic prefs`: `make_preferences`, its output claimed first."""
+    claim_output(cfg.out, overwrite)
+    return make_preferences(cfg, progress)
