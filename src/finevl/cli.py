@@ -191,7 +191,7 @@ def main() -> None:
 def run_app(args: list[str] | None = None) -> int:
     """Run the app on `args` (default: sys.argv); the exit status (docs/cli.md): 0 done,
     1 a user error (one `error:` line on stderr), 2 a usage error, 130 interrupted (Ctrl-C)."""
-    from finevl.data.files import remove_live_temps
+    from finevl.temps import remove_live_temps
 
     try:
         app(args=args)  # standalone: usage errors, --help and Ctrl-C end in SystemExit

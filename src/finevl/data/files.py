@@ -13,7 +13,6 @@ A command never renames, moves or replaces what it did not write:
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from finevl.errors import FinevlError
+from finevl.temps import live as live_temps
 
 logger = logging.getLogger(__name__)
 
 MARKER = ".finevl-output"
 """The small file inside every folder finevl writes: `--overwrite` replaces only these."""
 
-_live_temps: set[Path] = set()  # temporaries of this process not yet swapped into place
 _claimed: set[Path] = set()  # file outputs claimed by this process: their writes are recorded
 
 
@@ -154,7 +153,7 @@ def temp_sibling(out: str | Path, tag: str = "tmp") -> Path:
     tmp = out.with_name(f".{out.name}.{tag}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _live_temps.add(tmp)
+    live_temps.add(tmp)
     return make_own_folder(tmp)
 
 
@@ -182,12 +181,12 @@ def replace_dir(tmp: Path, out: Path, legacy: tuple[str, ...] = ()) -> None:
         shutil.rmtree(old)
     else:
         tmp.rename(out)
-    _live_temps.discard(tmp)
+    live_temps.discard(tmp)
 
 
 def _discard(tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
-    _live_temps.discard(tmp)
+    live_temps.discard(tmp)
 
 
 @contextmanager
@@ -225,14 +224,6 @@ def remove_stale_temps(folder: Path, prefix: str) -> None:
     inside one of finevl's own folders."""
     for p in folder.glob(f".{prefix}.*-*"):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-@atexit.register
-def remove_live_temps() -> None:
-    """Remove the temporaries this process made and did not put in place (Ctrl-C, error)."""
-    for tmp in list(_live_temps):
-        shutil.rmtree(tmp, ignore_errors=True)
-    _live_temps.clear()
 
 
 def save_pretrained_atomic(out_dir: str | Path, *parts: Any) -> Path:
