@@ -101,3 +101,19 @@ class ImageCache:
         if name not in self._images:
             self._images[name] = load_image(self.root / name, name=name)
         return self._images[name]
+
+
+def model_array(image: Image.Image, side: int, crop: bool = True) -> np.ndarray:
+    """(side, side, 3) uint8 pixels of an RGB image for a model that reads `side` px: the
+    shorter side resized and the centre cropped, as CLIP's processors do (`crop`), or the
+    whole image resized to a square, so masks drawn on it stay aligned (region models).
+    `Clip.normalize_pixels` turns a batch of them into model input."""
+    w, h = image.size
+    if not crop:
+        return np.asarray(image.resize((side, side), Image.BICUBIC) if (w, h) != (side, side) else image)
+    scale = side / min(w, h)
+    if scale != 1:
+        image = image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+    left, top = (w - side) // 2, (h - side) // 2
+    return np.asarray(image.crop((left, top, left + side, top + side)), dtype=np.uint8)

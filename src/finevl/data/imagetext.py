@@ -18,19 +18,8 @@ from PIL import Image
 
 from finevl.data.coco import CocoCaptions
 from finevl.data.formats import FinecapRecord, in_split, read_finecap, read_pairs
-from finevl.data.images import ImageLoader
+from finevl.data.images import ImageLoader, model_array
 from finevl.errors import FinevlError
-
-
-def _pixels(image: Image.Image, side: int) -> np.ndarray:
-    """Resize (shorter side) and centre-crop to side x side, as CLIP processors do."""
-    w, h = image.size
-    scale = side / min(w, h)
-    if scale != 1:
-        image = image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
-        w, h = image.size
-    left, top = (w - side) // 2, (h - side) // 2
-    return np.asarray(image.crop((left, top, left + side, top + side)), dtype=np.uint8)
 
 
 @dataclass
@@ -57,7 +46,9 @@ class ImageTextSet:
         if not kept:
             raise FinevlError("no readable images in the data")
         images = (
-            torch.from_numpy(np.stack([_pixels(r[2], side) for r in kept])).permute(0, 3, 1, 2).contiguous()
+            torch.from_numpy(np.stack([model_array(r[2], side) for r in kept]))
+            .permute(0, 3, 1, 2)
+            .contiguous()
         )
         return cls(
             images, [r[0] for r in kept], [r[1] for r in kept], [r[3] for r in kept], [r[4] for r in kept]

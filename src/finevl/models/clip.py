@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.images import model_array
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
 from finevl.models.device import placement, threads_for_load
@@ -264,8 +265,8 @@ class Clip(Pretrained, nn.Module):
         (PIL returns a copy at the same size), so only the normalisation remains."""
         side = (self.image_size, self.image_size)
         if all(im.mode == "RGB" and im.size == side for im in images):
-            pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2)
-            return self.normalize_pixels(pixels)
+            arrays = [model_array(im, self.image_size) for im in images]
+            return self.normalize_pixels(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
         return self._process(images)
 
     def _process(self, images: list[Image.Image]) -> torch.Tensor:

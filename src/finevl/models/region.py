@@ -29,6 +29,7 @@ from PIL import Image
 from torch import nn
 
 from finevl.data.files import replace_dir, temp_sibling
+from finevl.data.images import model_array
 from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
@@ -202,11 +203,10 @@ class RegionLvlm(Pretrained, nn.Module):
         return text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.image_tokens)
 
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The tower's input: each whole image resized to a square (its masks stay aligned)."""
         side = self.config.image_size
-        arrays = [np.asarray(im.convert("RGB").resize((side, side), Image.BICUBIC)) for im in images]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
-        mean, std = torch.tensor(self.clip.image_mean), torch.tensor(self.clip.image_std)
-        return (x - mean[:, None, None]) / std[:, None, None]
+        arrays = [model_array(im.convert("RGB"), side, crop=False) for im in images]
+        return self.clip.normalize_pixels(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 
     def batch(
         self,
