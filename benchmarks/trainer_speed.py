@@ -1,0 +1,169 @@
+"""Each trainer's steps/s and peak RSS, for two source trees side by side in one run (the
+loop refactor's check: the one `Trainer` against the loops it replaced).
+
+Every (trainer, tree) run is a fresh child process (`PYTHONPATH=TREE/src`) on the same tiny
+world and models, alternated and repeated; steps/s is taken from the run's own `log.jsonl`
+clock between its first and last step (model loading excluded), peak RSS from the child.
+
+    git worktree add /tmp/before 65bfabe
+    python benchmarks/trainer_speed.py --before /tmp/before --after . \
+        --out benchmarks/results/trainer_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TRAINERS = ("clip", "tower", "mle", "scst", "grammar", "region-lm", "stic-lm")
+
+
+def prepare(root: Path) -> None:
+    """The tiny world, CLIP towers, captioner and LLaVA every child trains from."""
+    import torch
+
+    from finevl.data.tokenizer import train_word_tokenizer
+    from finevl.models.clip import load_clip
+    from finevl.models.lvlm import CHAT_WORDS, build_lvlm
+    from finevl.train.config import CaptionTrainConfig
+    from finevl.train.mle import train_captioner
+    from finevl.train.stic.data import split_texts
+    from finevl.train.stic.prompts import all_prompts
+    from finevl.world.generate import WorldConfig, generate_world
+
+    generate_world(WorldConfig(n=200, size=64, seed=3), root / "world", workers=1)
+    for name in ("finevl-tiny-vit", "finevl-tiny-conv"):
+        torch.manual_seed(0)
+        load_clip(name).save(root / name)
+    cfg = CaptionTrainConfig(
+        data=str(root / "world"), clip=str(root / "finevl-tiny-vit"), out=str(root / "mle")
+    )
+    train_captioner(cfg.__class__(**{**vars(cfg), "steps": 1, "batch_size": 4}))
+    texts = split_texts(root / "world", "train") + all_prompts() + [CHAT_WORDS]
+    tok = train_word_tokenizer(texts, root / "tok", 256)
+    build_lvlm(load_clip(root / "finevl-tiny-vit"), tok, "tiny", seed=0).save(root / "lvlm")
+
+
+def child(name: str, root: Path, out: Path, steps: int) -> dict:
+    """Train one trainer for `steps` steps; its steps/s and this process's peak RSS."""
+    from finevl.train import config as C
+
+    world, vit, conv = str(root / "world"), str(root / "finevl-tiny-vit"), str(root / "finevl-tiny-conv")
+    common = dict(
+        data=world, out=str(out), steps=steps, batch_size=32, warmup_steps=2, log_every=1, save_every=10_000
+    )
+    if name == "clip":
+        from finevl.train.contrastive import train_clip
+
+        train_clip(C.ClipTrainConfig(**common, model=vit))
+    elif name == "tower":
+        from finevl.train.tower import train_tower
+
+        train_tower(C.TowerTrainConfig(**common, model=conv))
+    elif name == "mle":
+        from finevl.train.mle import train_captioner
+
+        train_captioner(C.CaptionTrainConfig(**common, clip=vit))
+    elif name == "scst":
+        from finevl.train.scst import train_scst
+
+        model = str(root / "mle" / "checkpoint" / "model")
+        train_scst(C.ScstConfig(**{**common, "batch_size": 8}, model=model, samples=3, max_new_tokens=8))
+    elif name == "grammar":
+        from finevl.train.grammar import train_grammar
+
+        train_grammar(C.GrammarTrainConfig(**common, clip=vit))
+    elif name == "region-lm":
+        from finevl.train.region.config import RegionTrainConfig
+        from finevl.train.region.stages import train_region_stage
+
+        train_region_stage(RegionTrainConfig(**common, stage="lm", clip=conv, images=50))
+    else:
+        from finevl.models.lvlm import load_lvlm
+        from finevl.train.stic.config import SupervisedConfig
+        from finevl.train.stic.data import lm_texts
+        from finevl.train.stic.sft import train_supervised
+
+        start = load_lvlm(root / "lvlm")
+        train_supervised(
+            SupervisedConfig(**common, model="", train="lm"), lm_texts(world, "train"), start=start
+        )
+    seconds = [json.loads(line)["seconds"] for line in (out / "log.jsonl").read_text().splitlines()]
+    return {
+        "steps_per_s": (len(seconds) - 1) / (seconds[-1] - seconds[0]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_child(tree: Path, name: str, root: Path, out: Path, steps: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src"), "OMP_NUM_THREADS": "2"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--root",
+        str(root),
+        "--run",
+        str(out),
+        "--steps",
+        str(steps),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} on {tree}: {done.stderr[-1500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, help="the source tree measured first (a git worktree)")
+    parser.add_argument("--after", type=Path, default=Path("."))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--trainers", nargs="*", default=list(TRAINERS))
+    parser.add_argument("--out")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.root, args.run, args.steps)))
+        return
+    result: dict = {
+        "benchmark": "trainer_speed",
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "trainers": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        prepare(root)
+        for name in args.trainers:
+            runs: dict[str, list[dict]] = {"before": [], "after": []}
+            for k in range(args.repeats):  # alternated, so drift in the machine hits both
+                for side, tree in (("before", args.before), ("after", args.after)):
+                    runs[side].append(run_child(tree, name, root, root / f"{name}-{side}-{k}", args.steps))
+            row = {
+                side: {
+                    "steps_per_s": round(statistics.median(r["steps_per_s"] for r in rs), 2),
+                    "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs)),
+                }
+                for side, rs in runs.items()
+            }
+            row["speed_ratio"] = round(row["after"]["steps_per_s"] / row["before"]["steps_per_s"], 3)
+            result["trainers"][name] = row
+            print(name, json.dumps(row), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
