@@ -139,7 +139,7 @@ def _typer_command(command: Command) -> Callable[..., None]:
             with _progress(total, command.name) as bar:
                 task = bar.add_task(command.name, total=total)
                 result = work(config, **flags, progress=lambda k: bar.advance(task, k))
-        if result is not None:  # None: a process other than the main one under accelerate launch
+        if result is not None and os.environ.get("RANK", "0") == "0":  # one process speaks
             typer.echo(json.dumps(result, indent=1))
 
     switches = [

@@ -114,3 +114,34 @@ def test_llava_conversations_round_trip_and_refuse_bad_turns(tmp_path):
         assert "alternate" in str(e)
     else:
         raise AssertionError("a conversation that does not alternate was accepted")
+
+
+def test_base_runs_on_two_processes(world, tiny_clip, tmp_path):
+    """`stic base` under accelerate launch: the main process claims the folder and writes the
+    shared files once, every stage trains on both processes, one summary."""
+    import subprocess
+
+    from finevl.train.launch import finevl_command
+
+    out = tmp_path / "base"
+    args = [
+        "stic",
+        "base",
+        "--data",
+        str(world),
+        "--clip",
+        tiny_clip,
+        "--out",
+        str(out),
+        *TINY,
+        "--batch-size",
+        "4",
+    ]
+    cmd, env = finevl_command(args, processes=2)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('"instructions"') == 1  # the main process speaks
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(summary["stages"][s]["processes"] == 2 for s in ("lm", "align", "sft"))
+    assert (out / "sft" / "checkpoint" / "model" / "config.json").is_file()
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # no temporaries left

@@ -219,7 +219,8 @@ class Trainer:
                 f.write(json.dumps({"step": step, **summary}) + "\n")
 
     def _finish(self, steps: int, summary: dict[str, Any]) -> dict[str, Any]:
-        self.accelerator.end_training()
+        for tracker in self.accelerator.trackers:  # not end_training(): it destroys the process
+            tracker.finish()  # group, and a pipeline (stic base) trains several runs in one process
         result = {"run": str(self.folder), "steps": steps, "processes": self.accelerator.num_processes}
         return self.save_summary(result | summary)
 

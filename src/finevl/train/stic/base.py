@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from finevl.data.conversations import write_conversations
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.data.tokenizer import load_tokenizer, train_word_tokenizer
@@ -50,28 +52,39 @@ def _stage_config(cfg: BaseConfig, stage: str, steps: int, model: str) -> Superv
     )
 
 
-def train_base(
-    cfg: BaseConfig, resume: bool = False, progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
-    """Build and train the base model; a finished stage is skipped on resume."""
-    open_run_folder(Path(cfg.out), cfg, resume, settings="base.json")
-    out = Path(cfg.out)
+def _stage_turns(cfg: BaseConfig) -> dict[str, list[Any]]:
+    """Each stage's training turns, drawn from the world with the run's seed."""
     files = world_images(cfg.data, cfg.split)
     if len(files) < cfg.sft_images:
         raise FinevlError(
             f"{cfg.data}: {len(files)} {cfg.split} images, fewer than --sft-images {cfg.sft_images}"
         )
     ids = sorted(random.Random(cfg.seed).sample(sorted(files), cfg.sft_images))
-    turns = {
+    return {
         "lm": lm_texts(cfg.data, cfg.split),
         "align": alignment_pairs(cfg.data, ids, files, cfg.seed),
         "sft": instruction_turns(cfg.data, ids, files, cfg.hallucination_share, cfg.seed),
     }
-    write_conversations(out / "instruct.json", turns["sft"])
-    if not (out / "tokenizer" / "tokenizer.json").is_file():
-        train_word_tokenizer(
-            [t.answer for t in turns["lm"]] + all_prompts() + [CHAT_WORDS], out / "tokenizer", MAX_TOKENS
-        )
+
+
+def train_base(
+    cfg: BaseConfig, resume: bool = False, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Build and train the base model; a finished stage is skipped on resume."""
+    from accelerate import PartialState
+
+    out, state = Path(cfg.out), PartialState(cpu=not torch.cuda.is_available())
+    # under `accelerate launch` the main process claims the folder and writes the shared
+    # files (instructions, tokenizer) first; the others then read them
+    with state.main_process_first():
+        if state.is_main_process:
+            open_run_folder(out, cfg, resume, settings="base.json")
+        turns = _stage_turns(cfg)
+        if state.is_main_process:
+            write_conversations(out / "instruct.json", turns["sft"])
+            if not (out / "tokenizer" / "tokenizer.json").is_file():
+                corpus = [t.answer for t in turns["lm"]] + all_prompts() + [CHAT_WORDS]
+                train_word_tokenizer(corpus, out / "tokenizer", MAX_TOKENS)
     start = build_lvlm(load_clip(cfg.clip), load_tokenizer(out / "tokenizer"), cfg.lm, cfg.seed)
     summaries: dict[str, Any] = {}
     model, steps = "", {"lm": cfg.lm_steps, "align": cfg.align_steps, "sft": cfg.sft_steps}
@@ -99,5 +112,6 @@ def train_base(
         },
         "stages": summaries,
     }
-    write_json_atomic(out / "summary.json", result)
+    if state.is_main_process:
+        write_json_atomic(out / "summary.json", result)
     return result
