@@ -65,7 +65,7 @@ def test_instances_are_coco_with_exact_rle_masks(world):
 
 def test_masks_cover_pixels_of_the_object_colour(world):
     inst = CocoInstances(world / "instances.json")
-    from finevl.language.vocab import RGB
+    from finevl.world.render import RGB
 
     for image_id, anns in list(inst.annotations.items())[:20]:
         pixels = np.asarray(load_image(world / "images" / inst.images[image_id].file_name))

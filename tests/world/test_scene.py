@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from finevl.language import vocab
-from finevl.world.render import render_scene
+from finevl.world.render import RGB, render_scene
 from finevl.world.scene import MIN_VISIBLE, sample_scene
 
 
@@ -46,7 +46,7 @@ def test_solid_objects_paint_exactly_their_colour(scenes):
         pixels = render_scene(s)
         for obj, vis in zip(s.objects, s.visible, strict=True):
             if obj.pattern == "solid":
-                assert (pixels[vis] == np.array(vocab.RGB[obj.color], np.uint8)).all()
+                assert (pixels[vis] == np.array(RGB[obj.color], np.uint8)).all()
 
 
 def test_relations_match_geometry_and_occlusion(scenes):

@@ -94,18 +94,5 @@ LOW_CONTRAST: dict[str, set[str]] = {
     "sky": {"white"},
 }
 
-RGB: dict[str, tuple[int, int, int]] = {
-    "red": (215, 40, 40),
-    "orange": (245, 140, 25),
-    "yellow": (240, 215, 35),
-    "green": (40, 165, 60),
-    "blue": (40, 85, 215),
-    "purple": (135, 55, 185),
-    "pink": (245, 130, 190),
-    "brown": (125, 75, 35),
-    "white": (248, 248, 248),
-    "black": (22, 22, 22),
-}
-
 # Radius of each size as a fraction of the image side.
 SIZE_RADIUS = {"small": 0.085, "medium": 0.135, "large": 0.195}

@@ -11,6 +11,19 @@ from finevl.language import vocab
 from finevl.language.scene import Scene
 from finevl.world.shapes import accent_grids
 
+RGB: dict[str, tuple[int, int, int]] = {  # each colour word as painted
+    "red": (215, 40, 40),
+    "orange": (245, 140, 25),
+    "yellow": (240, 215, 35),
+    "green": (40, 165, 60),
+    "blue": (40, 85, 215),
+    "purple": (135, 55, 185),
+    "pink": (245, 130, 190),
+    "brown": (125, 75, 35),
+    "white": (248, 248, 248),
+    "black": (22, 22, 22),
+}
+
 BASE_RGB = {
     "snow": (232, 238, 248),
     "grass": (72, 138, 52),
@@ -98,7 +111,7 @@ def render_scene(scene: Scene) -> np.ndarray:
     grids = accent_grids(size)
     for k in scene.depth:
         obj, painted = scene.objects[k], scene.painted[k]
-        rgb = np.array(vocab.RGB[obj.color], np.float32)
+        rgb = np.array(RGB[obj.color], np.float32)
         canvas[painted] = rgb.astype(np.uint8)
         if obj.pattern in grids:
             canvas[painted & grids[obj.pattern]] = _accent(rgb).astype(np.uint8)
