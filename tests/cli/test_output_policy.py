@@ -109,7 +109,11 @@ def test_non_utf8_jsonl_is_one_line_with_the_line_number(command, sandbox, tmp_p
 def test_ctrl_c_during_a_long_write_leaves_nothing(tmp_path):
     out = tmp_path / "w"
     cmd = [sys.executable, "-m", "finevl.cli", "world", "generate", "--out", str(out), "--n", "3000"]
-    child = subprocess.Popen([*cmd, "--size", "64", "--workers", "1"], stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action in the child even where this test was started with SIGINT
+    # ignored (a background job of a shell without job control): Python then installs its own
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    args = [*cmd, "--size", "64", "--workers", "1"]
+    child = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     deadline = time.time() + 120
     while not list(tmp_path.glob(".w.tmp-*/images/*.png")) and time.time() < deadline:
         time.sleep(0.1)  # wait until it is writing
