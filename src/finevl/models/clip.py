@@ -161,7 +161,9 @@ class Clip(Pretrained, nn.Module):
         for in-memory datasets (same arithmetic as the processors after resizing)."""
         mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        return (images.float() / 255.0 - mean) / std
+        # in place on a fresh copy: the same values with one buffer (a float input, as the
+        # edit's differentiable pixels are, is copied too, so the caller's tensor stays)
+        return images.to(torch.float32, copy=True).div_(255.0).sub_(mean).div_(std)
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, D) image embeddings of preprocessed (B, 3, S, S) pixels."""
