@@ -42,10 +42,8 @@ def prepare(root: Path) -> None:
     for name in ("finevl-tiny-vit", "finevl-tiny-conv"):
         torch.manual_seed(0)
         load_clip(name).save(root / name)
-    cfg = CaptionTrainConfig(
-        data=str(root / "world"), clip=str(root / "finevl-tiny-vit"), out=str(root / "mle")
-    )
-    train_captioner(cfg.__class__(**{**vars(cfg), "steps": 1, "batch_size": 4}))
+    clip, out = str(root / "finevl-tiny-vit"), str(root / "mle")
+    train_captioner(CaptionTrainConfig(data=str(root / "world"), clip=clip, out=out, steps=1, batch_size=4))
     texts = split_texts(root / "world", "train") + all_prompts() + [CHAT_WORDS]
     tok = train_word_tokenizer(texts, root / "tok", 256)
     build_lvlm(load_clip(root / "finevl-tiny-vit"), tok, "tiny", seed=0).save(root / "lvlm")

@@ -118,7 +118,7 @@ def _attr(spec: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _progress(total: int | None, label: str) -> Any:
+def _progress(label: str) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -136,7 +136,7 @@ def _typer_command(command: Command) -> Callable[..., None]:
             result = work(config, **flags)
         else:
             total = command.total(config)
-            with _progress(total, command.name) as bar:
+            with _progress(command.name) as bar:
                 task = bar.add_task(command.name, total=total)
                 result = work(config, **flags, progress=lambda k: bar.advance(task, k))
         if result is not None and os.environ.get("RANK", "0") == "0":  # one process speaks

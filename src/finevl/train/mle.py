@@ -65,7 +65,8 @@ def train_captioner(
     trainer.setup(model, saved=bundle)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        rows, ids, labels = (t.to(trainer.device) for t in mle_batch(bundle, data.refs, idx, cfg.max_length))
-        return model(feats[rows.cpu()].to(trainer.device), ids, labels=labels).loss
+        rows, ids, labels = mle_batch(bundle, data.refs, idx, cfg.max_length)
+        feats_rows, ids, labels = (t.to(trainer.device) for t in (feats[rows], ids, labels))
+        return model(feats_rows, ids, labels=labels).loss
 
     return trainer.fit(trainer.shares(len(data)), loss_of, progress)

@@ -117,10 +117,12 @@ class Trainer:
         cosine decay (or constant), the resumed state when resuming; the model placed (and
         wrapped for N processes). `saved` (default: the model) is what checkpoints save."""
         cfg = self.cfg
-        self.model, self.saved = model, saved if saved is not None else model
+        self.saved = saved if saved is not None else model
         opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **adamw)
-        factor = constant_with_warmup(cfg.warmup_steps) if constant_lr else None
-        factor = factor or cosine_with_warmup(cfg.warmup_steps, cfg.steps)
+        if constant_lr:
+            factor = constant_with_warmup(cfg.warmup_steps)
+        else:
+            factor = cosine_with_warmup(cfg.warmup_steps, cfg.steps)
         # The scheduler stays ours: accelerate's wrapper would step it once per process.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         self.first_step = resume_state(self.folder, opt, self.scheduler) if self.resume else 0
