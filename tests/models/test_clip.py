@@ -61,6 +61,17 @@ def test_hf_tokenizer_equals_open_clip_bpe():
     assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
 
 
+def test_hf_token_ids_are_the_wrappers_whatever_it_was_last_asked():
+    from finevl.models.clip import _hf_token_ids
+
+    tok = load_clip("hf-tiny-vit")._tokenizer
+    texts = ["A small red striped star, left of the blue circle.", "naïve café  x", "word " * 90]
+    want = tok(texts, add_special_tokens=True)["input_ids"]
+    assert _hf_token_ids(tok, texts) == want and len(want[2]) > 77  # untruncated
+    tok(texts, padding="max_length", truncation=True, max_length=77)  # may leave settings behind
+    assert _hf_token_ids(tok, texts) == want
+
+
 def test_convnext_tower_exposes_four_stage_maps():
     clip = load_clip("finevl-tiny-convnext")
     maps = clip.inner.visual.trunk.forward_intermediates(torch.zeros(1, 3, 64, 64), intermediates_only=True)

@@ -109,8 +109,10 @@ def model_array(image: Image.Image, side: int, crop: bool = True) -> np.ndarray:
     whole image resized to a square, so masks drawn on it stay aligned (region models).
     `Clip.normalize_pixels` turns a batch of them into model input."""
     w, h = image.size
+    if (w, h) == (side, side):
+        return np.asarray(image, dtype=np.uint8)
     if not crop:
-        return np.asarray(image.resize((side, side), Image.BICUBIC) if (w, h) != (side, side) else image)
+        return np.asarray(image.resize((side, side), Image.BICUBIC))
     scale = side / min(w, h)
     if scale != 1:
         image = image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
