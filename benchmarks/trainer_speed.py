@@ -8,6 +8,10 @@ clock between its first and last step (model loading excluded), peak RSS from th
     git worktree add /tmp/before 65bfabe
     python benchmarks/trainer_speed.py --before /tmp/before --after . \
         --out benchmarks/results/trainer_speed.json
+
+One tree against itself with a setting changed on one side, e.g. the Trainer's heap policy:
+
+    python benchmarks/trainer_speed.py --before . --before-env FINEVL_KEEP_FREED_MEMORY=0 --after .
 """
 
 from __future__ import annotations
@@ -100,8 +104,8 @@ def child(name: str, root: Path, out: Path, steps: int) -> dict:
     }
 
 
-def run_child(tree: Path, name: str, root: Path, out: Path, steps: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src"), "OMP_NUM_THREADS": "2"}
+def run_child(tree: Path, name: str, root: Path, out: Path, steps: int, extra_env: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src"), "OMP_NUM_THREADS": "2", **extra_env}
     cmd = [
         sys.executable,
         __file__,
@@ -124,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="the source tree measured first (a git worktree)")
     parser.add_argument("--after", type=Path, default=Path("."))
+    parser.add_argument("--before-env", nargs="*", default=[], help="KEY=VALUE set for the before side")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--trainers", nargs="*", default=list(TRAINERS))
@@ -135,8 +140,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.root, args.run, args.steps)))
         return
+    before_env = dict(pair.split("=", 1) for pair in args.before_env)
     result: dict = {
         "benchmark": "trainer_speed",
+        "before_env": before_env,
         "steps": args.steps,
         "repeats": args.repeats,
         "trainers": {},
@@ -148,7 +155,9 @@ def main() -> None:
             runs: dict[str, list[dict]] = {"before": [], "after": []}
             for k in range(args.repeats):  # alternated, so drift in the machine hits both
                 for side, tree in (("before", args.before), ("after", args.after)):
-                    runs[side].append(run_child(tree, name, root, root / f"{name}-{side}-{k}", args.steps))
+                    env = before_env if side == "before" else {}
+                    out = root / f"{name}-{side}-{k}"
+                    runs[side].append(run_child(tree, name, root, out, args.steps, env))
             row = {
                 side: {
                     "steps_per_s": round(statistics.median(r["steps_per_s"] for r in rs), 2),

@@ -32,6 +32,7 @@ import torch
 
 from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
+from finevl.train.heap import keep_freed_memory
 from finevl.train.loop import (
     batch_indices,
     constant_with_warmup,
@@ -87,6 +88,7 @@ class Trainer:
         if cfg.precision == "fp16" and not torch.cuda.is_available():
             raise FinevlError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
         self.cfg, self.resume = cfg, resume
+        keep_freed_memory()  # steps re-use their memory without page faults (train/heap.py)
         mixed_precision = _mixed_precision(cfg.precision)
         _forget_other_precision(mixed_precision)
         self.accelerator = Accelerator(
