@@ -103,3 +103,28 @@ def test_sigkilled_trainer_resumes_bit_for_bit(name, world, clip_dir, captioner_
     )
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_run_folder_from_before_a_new_setting_resumes_as_its_default(tmp_path):
+    """config.json written before `precision`/`grad_accum` existed: those read as their
+    defaults (the run's behaviour then), so resume goes on; any real difference is refused."""
+    from dataclasses import dataclass
+
+    from finevl.errors import FinevlError
+    from finevl.train.loop import open_run_folder
+
+    @dataclass
+    class Settings:
+        lr: float = 1e-3
+        precision: str = "fp32"
+        grad_accum: int = 1
+        max_minutes: float = 0.0
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"lr": 1e-3, "max_minutes": 5.0}))
+    assert open_run_folder(run, Settings(), resume=True)
+    with pytest.raises(FinevlError, match="different settings"):
+        open_run_folder(run, Settings(precision="bf16"), resume=True)
+    with pytest.raises(FinevlError, match="different settings"):
+        open_run_folder(run, Settings(lr=2e-3), resume=True)

@@ -9,7 +9,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     claimed (never a user's file, a link, or a read-only place), its settings written."""
     saved = run / settings
     if resume and not run.is_symlink() and saved.is_file():
-        if _comparable(read_json(saved)) != _comparable(asdict(cfg)):
+        if _comparable(read_json(saved), cfg) != _comparable(asdict(cfg), cfg):
             raise FinevlError(f"{run}: --resume with different settings than {saved}")
         return True
     if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
@@ -106,8 +106,24 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     return False
 
 
-def _comparable(settings: Any) -> Any:
-    return {k: v for k, v in settings.items() if k != "max_minutes"} if isinstance(settings, dict) else None
+def _comparable(settings: Any, cfg: Any) -> Any:
+    """Settings as a resume compares them: the time budget aside, and a setting the run
+    predates (added to finevl since it was written) read as its default, the behaviour the
+    run had (e.g. `precision` fp32, `grad_accum` 1)."""
+    if not isinstance(settings, dict):
+        return None
+    return {k: v for k, v in (_defaults(cfg) | settings).items() if k != "max_minutes"}
+
+
+def _defaults(cfg: Any) -> dict[str, Any]:
+    """A config dataclass's fields that have defaults, as JSON would hold them."""
+    out = {}
+    for f in fields(cfg):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return json.loads(json.dumps(out, default=str))
 
 
 def prepare_run(cfg: Any, resume: bool) -> tuple[Path, str | Path]:
