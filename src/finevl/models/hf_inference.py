@@ -1,13 +1,15 @@
 """Inference forward of Hugging Face CLIP towers: the pooled token's features, with the same
-values as `CLIPTextModel`/`CLIPVisionModel` (to float rounding) for less work.
+values as `CLIPTextModel`/`CLIPVisionModel` (to float rounding) for less work. Inference
+only (`Clip.embed_*`, without gradients): the residual sums are taken in place.
 
-Three savings, each exact in arithmetic:
+Four savings, each exact in arithmetic (docs/clip.md, "Scoring speed"):
 - the last layer runs its query, output projection and MLP for the pooled token alone (the
   end-of-text or class token): about a fifth less arithmetic;
 - the text tower needs no padding mask: causal attention keeps every position up to the
   end-of-text token from seeing the padding after it, so plain `is_causal` attention serves;
 - QuickGELU, x * sigmoid(1.702 x), becomes one in-place SiLU: fc1's weights are scaled by
-  1.702 and fc2's by 1 / 1.702, so silu(1.702 z) / 1.702 is never divided out.
+  1.702 and fc2 reads the result at 1 / 1.702;
+- the output projection and fc2 add into the residual stream in their matrix product.
 """
 
 from __future__ import annotations
