@@ -94,7 +94,7 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     claimed (never a user's file, a link, or a read-only place), its settings written."""
     saved = run / settings
     if resume and not run.is_symlink() and saved.is_file():
-        if _comparable(read_json(saved), cfg) != _comparable(asdict(cfg), cfg):
+        if _comparable(_with_defaults(read_json(saved), cfg)) != _comparable(asdict(cfg)):
             raise FinevlError(f"{run}: --resume with different settings than {saved}")
         return True
     if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
@@ -106,13 +106,15 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     return False
 
 
-def _comparable(settings: Any, cfg: Any) -> Any:
-    """Settings as a resume compares them: the time budget aside, and a setting the run
-    predates (added to finevl since it was written) read as its default, the behaviour the
-    run had (e.g. `precision` fp32, `grad_accum` 1)."""
-    if not isinstance(settings, dict):
-        return None
-    return {k: v for k, v in (_defaults(cfg) | settings).items() if k != "max_minutes"}
+def _comparable(settings: Any) -> Any:
+    return {k: v for k, v in settings.items() if k != "max_minutes"} if isinstance(settings, dict) else None
+
+
+def _with_defaults(saved: Any, cfg: Any) -> Any:
+    """Saved settings with each setting the run predates (added to finevl since it was
+    written) read as its default, the behaviour the run had (e.g. `precision` fp32,
+    `grad_accum` 1)."""
+    return _defaults(cfg) | saved if isinstance(saved, dict) else saved
 
 
 def _defaults(cfg: Any) -> dict[str, Any]:
