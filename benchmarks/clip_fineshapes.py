@@ -63,17 +63,20 @@ def _done(summary: Path) -> dict[str, Any] | None:
 def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple[Path, dict[str, Any]]:
     """The recipe's runs for one seed; (the CLIP's model folder, timings)."""
     work, tag = Path(args.work), f"{args.model}-{args.recipe}"
+    precision = f"-{args.precision}" if args.precision != "fp32" else ""  # fp32 runs keep their old names
+    tower_tag = f"t{args.tower_images}x{args.tower_steps}"
+    tower_tag += f"b{args.tower_batch}" if args.tower_batch != 128 else ""
     if args.recipe == "lit":
-        tag += f"-t{args.tower_images}x{args.tower_steps}"
+        tag += f"-{tower_tag}"
     tag += f"-k{args.hard_negatives}-{args.group_by or 'random'}"
-    tag += f"-mix{args.mix_images}" if args.mix_images else ""
+    tag += (f"-mix{args.mix_images}" if args.mix_images else "") + precision
     start, info = args.model, {}
     if args.recipe == "lit":
-        tower = work / f"tower-{args.model}-t{args.tower_images}x{args.tower_steps}-seed{seed}"
+        tower = work / f"tower-{args.model}-{tower_tag}{precision}-seed{seed}"
         cfg = TowerTrainConfig(
             data=str(worlds["tower"]), out=str(tower), model=args.model, steps=args.tower_steps,
-            batch_size=128, warmup_steps=50, max_minutes=args.tower_minutes, seed=seed,
-            eval_data=str(worlds["one"]), eval_split="test", save_every=10_000,
+            batch_size=args.tower_batch, warmup_steps=50, max_minutes=args.tower_minutes, seed=seed,
+            eval_data=str(worlds["one"]), eval_split="test", save_every=10_000, precision=args.precision,
         )  # fmt: skip
         summary = _done(tower / "probe.json") or train_tower(cfg, resume=tower.exists())
         info["tower"] = {"seconds": round(summary["seconds"], 1), "steps": summary["steps"]}
@@ -85,11 +88,13 @@ def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple
         data=data, out=str(run), model=start, steps=args.steps, batch_size=128, lr=1e-3,
         warmup_steps=50, max_minutes=args.minutes, save_every=10_000, seed=seed,
         lock_image=args.recipe == "lit", hard_negatives=args.hard_negatives, group_by=args.group_by,
+        precision=args.precision,
     )  # fmt: skip
     summary = _done(run / "summary.json") or train_clip(
         cfg, resume=run.exists(), check=caption_is_false, default_vocab=negative_vocab()
     )
     info["clip"] = {"seconds": round(summary["seconds"], 1), "steps": summary["steps"]}
+    info["precision"] = cfg.precision  # what ran (auto resolved)
     return run / "checkpoint" / "model", info
 
 
@@ -120,6 +125,11 @@ def main() -> None:
     parser.add_argument("--tower-minutes", type=float, default=5.0, help="LiT: the tower's time budget.")
     parser.add_argument("--tower-steps", type=int, default=800, help="LiT: the tower's schedule.")
     parser.add_argument("--tower-images", type=int, default=4000, help="LiT: the one-object world's size.")
+    parser.add_argument("--tower-batch", type=int, default=128, help="LiT: the tower's batch size.")
+    parser.add_argument(
+        "--precision", default="fp32", help="Training precision of both stages (auto: bf16 where fast)."
+    )
+    parser.add_argument("--world-images", type=int, default=8000, help="Size of the main world.")
     parser.add_argument(
         "--mix-images", type=int, default=0,
         help="Mix a one-object world of N images into the contrastive stage's data (0: none).",
@@ -131,8 +141,9 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     work, size = Path(args.work), args.size
+    main = work / (f"fs{size}" + (f"-{args.world_images}" if args.world_images != 8000 else ""))
     worlds = {
-        "main": ensure_world(work / f"fs{size}", n=8000, size=size, seed=0),
+        "main": ensure_world(main, n=args.world_images, size=size, seed=0),
         "one": ensure_world(work / f"fs{size}-one-object", n=1000, size=size, seed=1, max_objects=1),
         "tower": ensure_world(
             work / f"fs{size}-one-object-train-{args.tower_images}",
@@ -150,7 +161,7 @@ def main() -> None:
     per_seed = []
     for seed in args.seeds:
         model, info = train(args, seed, worlds)
-        per_seed.append({"seed": seed, **info, **measure(load_clip(model), worlds)})
+        per_seed.append({"seed": seed, **info, **measure(load_clip(model), worlds)})  # measured in fp32
     keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], float)]
     summary = {k: mean_std([r[k] for r in per_seed]) for k in keys}
     result = {

@@ -50,7 +50,16 @@ def record(root: Path) -> dict[str, list[float]]:
     clip = str(load_clip("finevl-tiny-vit").save(root / "clip"))
     torch.manual_seed(0)
     conv = str(load_clip("finevl-tiny-conv").save(root / "conv"))
-    common = dict(data=str(world), steps=STEPS, batch_size=8, warmup_steps=2, log_every=1, save_every=100)
+    # fp32 pinned: the losses are compared bit for bit with a recorded run
+    common = dict(
+        data=str(world),
+        steps=STEPS,
+        batch_size=8,
+        warmup_steps=2,
+        log_every=1,
+        save_every=100,
+        precision="fp32",
+    )
     runs: dict[str, Path] = {}
 
     def run(name: str, train, cfg, **kw) -> None:

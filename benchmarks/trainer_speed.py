@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 TRAINERS = ("clip", "tower", "mle", "scst", "grammar", "region-lm", "stic-lm")
+# the precision benchmark's rows also train these (benchmarks/precision.py)
+MORE_TRAINERS = ("lit", "region-3", "judge", "dpo")
 
 
 def prepare(root: Path) -> None:
@@ -51,20 +53,47 @@ def prepare(root: Path) -> None:
     texts = split_texts(root / "world", "train") + all_prompts() + [CHAT_WORDS]
     tok = train_word_tokenizer(texts, root / "tok", 256)
     build_lvlm(load_clip(root / "finevl-tiny-vit"), tok, "tiny", seed=0).save(root / "lvlm")
+    _prepare_more(root)
 
 
-def child(name: str, root: Path, out: Path, steps: int) -> dict:
-    """Train one trainer for `steps` steps; its steps/s and this process's peak RSS."""
+def _prepare_more(root: Path) -> None:
+    """A region model after its lm stage (stage 3 starts there) and preference records (DPO)."""
+    from finevl.data.formats import read_finecap
+    from finevl.train.region.config import RegionTrainConfig
+    from finevl.train.region.stages import train_region_stage
+
+    world, conv = str(root / "world"), str(root / "finevl-tiny-conv")
+    cfg = RegionTrainConfig(
+        data=world, out=str(root / "region-lm"), stage="lm", clip=conv, images=50, steps=1, precision="fp32"
+    )
+    train_region_stage(cfg)
+    fine = {f"images/{r.file_name}": r.caption for r in read_finecap(root / "world" / "finecap.json")}
+    images = sorted(fine)
+    with (root / "prefs.jsonl").open("w") as f:  # preferred: the image's fine caption; not: another's
+        for i, image in enumerate(images):
+            other = fine[images[(i + 1) % len(images)]]
+            row = {"id": i, "image": image, "prompt": "<image>\nDescribe the image.", "chosen": fine[image],
+                   "rejected": other, "rejected_kind": "hallucination", "rejected_prompt": ""}  # fmt: skip
+            f.write(json.dumps(row) + "\n")
+
+
+def child(name: str, root: Path, out: Path, steps: int, precision: str = "fp32") -> dict:
+    """Train one trainer for `steps` steps at `precision`; its steps/s, the precision that
+    ran, the mean loss of its last 10 steps and this process's peak RSS."""
     from finevl.train import config as C
 
     world, vit, conv = str(root / "world"), str(root / "finevl-tiny-vit"), str(root / "finevl-tiny-conv")
     common = dict(
-        data=world, out=str(out), steps=steps, batch_size=32, warmup_steps=2, log_every=1, save_every=10_000
-    )
-    if name == "clip":
+        data=world, out=str(out), steps=steps, batch_size=32, warmup_steps=2, log_every=1, save_every=10_000,
+        precision=precision,
+    )  # fmt: skip
+    if name == "dpo":
+        return _dpo_child(root, out, steps, precision)
+    if name in ("clip", "lit"):
         from finevl.train.contrastive import train_clip
 
-        train_clip(C.ClipTrainConfig(**common, model=vit))
+        lit = name == "lit"
+        train_clip(C.ClipTrainConfig(**common, model=conv if lit else vit, lock_image=lit))
     elif name == "tower":
         from finevl.train.tower import train_tower
 
@@ -87,6 +116,16 @@ def child(name: str, root: Path, out: Path, steps: int) -> dict:
         from finevl.train.region.stages import train_region_stage
 
         train_region_stage(RegionTrainConfig(**common, stage="lm", clip=conv, images=50))
+    elif name == "region-3":
+        from finevl.train.region.config import RegionTrainConfig
+        from finevl.train.region.stages import train_region_stage
+
+        start = str(root / "region-lm" / "checkpoint" / "model")
+        train_region_stage(RegionTrainConfig(**common, stage="3", model=start, images=50))
+    elif name == "judge":
+        from finevl.eval.judge import JudgeTrainConfig, train_attribute_judge
+
+        train_attribute_judge(JudgeTrainConfig(**{**common, "batch_size": 128}))
     else:
         from finevl.models.lvlm import load_lvlm
         from finevl.train.stic.config import SupervisedConfig
@@ -97,27 +136,46 @@ def child(name: str, root: Path, out: Path, steps: int) -> dict:
         train_supervised(
             SupervisedConfig(**common, model="", train="lm"), lm_texts(world, "train"), start=start
         )
-    seconds = [json.loads(line)["seconds"] for line in (out / "log.jsonl").read_text().splitlines()]
+    log = _log_rows(out)
+    seconds = [row["seconds"] for row in log]
     return {
         "steps_per_s": (len(seconds) - 1) / (seconds[-1] - seconds[0]),
+        "precision": json.loads((out / "config.json").read_text())["precision"],
+        "final_loss": statistics.fmean(row["loss"] for row in log[-10:]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def run_child(tree: Path, name: str, root: Path, out: Path, steps: int, extra_env: dict) -> dict:
+def _dpo_child(root: Path, out: Path, steps: int, precision: str) -> dict:
+    """TRL's DPO (LoRA, batch 8) on the tiny LLaVA for `steps` steps (epochs over 200 records)."""
+    from finevl.train.stic.config import DpoConfig
+    from finevl.train.stic.dpo import train_dpo
+
+    records = sum(1 for _ in (root / "prefs.jsonl").open())
+    cfg = DpoConfig(
+        model=str(root / "lvlm"), prefs=str(root / "prefs.jsonl"), data=str(root / "world"), out=str(out),
+        batch_size=8, epochs=steps * 8 / records, merge=False, precision=precision,
+    )  # fmt: skip
+    summary = train_dpo(cfg)
+    losses = [row["loss"] for row in _log_rows(out) if "loss" in row]
+    return {
+        "steps_per_s": summary["steps_per_second"],
+        "precision": cfg.precision,
+        "final_loss": statistics.fmean(losses[-10:]),
+        "peak_rss_mb": summary["peak_rss_mb"],
+    }
+
+
+def _log_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def run_child(
+    tree: Path, name: str, root: Path, out: Path, steps: int, extra_env: dict, precision: str = "fp32"
+) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src"), "OMP_NUM_THREADS": "2", **extra_env}
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        name,
-        "--root",
-        str(root),
-        "--run",
-        str(out),
-        "--steps",
-        str(steps),
-    ]
+    cmd = [sys.executable, "-W", "ignore", __file__, "--child", name, "--root", str(root), "--run", str(out)]
+    cmd += ["--steps", str(steps), "--precision", precision]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{name} on {tree}: {done.stderr[-1500:]}")
@@ -136,9 +194,10 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.root, args.run, args.steps)))
+        print(json.dumps(child(args.child, args.root, args.run, args.steps, args.precision)))
         return
     before_env = dict(pair.split("=", 1) for pair in args.before_env)
     result: dict = {

@@ -11,19 +11,66 @@ import torch
 
 from finevl.errors import FinevlError
 from finevl.models.clip import load_clip
-from finevl.models.device import placement, resolve_device, resolve_dtype
+from finevl.models.device import cpu_has_fast_bf16, placement, resolve_device, resolve_dtype
+from finevl.train.config import resolve_precision
 from tests.test_cli import assert_one_line_error, run
 
 GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU on this machine")
 
 
-def test_auto_is_the_gpu_when_there_is_one_and_fp32_on_the_cpu():
+def _cpu_bf16(monkeypatch, amx: bool, avx512_bf16: bool) -> None:
+    """This CPU as PyTorch would report one with or without each bf16 unit."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16"), [(True, True), (True, False), (False, True)])
+def test_auto_is_bf16_on_a_cpu_with_fast_bf16(monkeypatch, amx, avx512_bf16):
+    _cpu_bf16(monkeypatch, amx, avx512_bf16)
+    assert cpu_has_fast_bf16()
+    assert placement("cpu", "auto") == (torch.device("cpu"), torch.bfloat16)
+    assert resolve_precision("auto") == ("bf16" if not GPU else resolve_precision("auto"))
+    assert resolve_precision("auto", cpu_auto="fp32") == ("fp32" if not GPU else "bf16")
+
+
+def test_auto_is_fp32_on_a_cpu_without_fast_bf16(monkeypatch):
+    _cpu_bf16(monkeypatch, False, False)
+    assert not cpu_has_fast_bf16()
+    assert placement("cpu", "auto") == (torch.device("cpu"), torch.float32)
+    if not GPU:
+        assert resolve_precision("auto") == "fp32"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision
+    assert resolve_precision("auto") == "bf16"
+
+
+def test_fp32_is_one_flag_away_and_explicit_names_are_kept(monkeypatch):
+    _cpu_bf16(monkeypatch, True, True)
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16") == torch.bfloat16 and resolve_dtype(" Float16 ") == torch.float16
+    with pytest.raises(FinevlError, match="--precision must be one of auto, fp32"):
+        resolve_precision("fp8")
+
+
+def test_auto_is_the_gpu_when_there_is_one():
     device, dtype = placement("auto", "auto")
     assert device.type == ("cuda" if GPU else "cpu")
-    assert dtype == (torch.float32 if not GPU else dtype)
-    assert placement("cpu", "auto") == (torch.device("cpu"), torch.float32)
-    assert resolve_dtype("bfloat16") == torch.bfloat16 and resolve_dtype(" Float16 ") == torch.float16
+    if GPU:
+        assert dtype in (torch.bfloat16, torch.float16)
+
+
+def test_bf16_on_a_cpu_without_it_runs_with_one_warning(monkeypatch, caplog):
+    import finevl.models.device as device
+
+    _cpu_bf16(monkeypatch, False, False)
+    monkeypatch.setattr(device, "_warned_slow_bf16", False)
+    with caplog.at_level("WARNING", logger="finevl.models.device"):
+        assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+        assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    assert [r.getMessage() for r in caplog.records] == [
+        "this CPU has no fast bf16 (no AMX or AVX512-BF16): bfloat16 runs, slowly"
+    ]
 
 
 @pytest.mark.parametrize(("device", "needle"), [("tpu", "not one of"), ("cuda:x", "not one of")])

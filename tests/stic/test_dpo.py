@@ -69,7 +69,14 @@ def _trainer(lvlm_dir, world, tmp_path, sft_weight=0.05):
         _record(id=k, image=f"images/{k:08d}.png", chosen="a red star on snow .", rejected=rejected[k % 2])
         for k in range(4)
     ]
-    cfg = DpoConfig(model=lvlm_dir, prefs="unused", out=str(tmp_path), batch_size=4, sft_weight=sft_weight)
+    cfg = DpoConfig(  # fp32 pinned: compared with TRL's own loss
+        model=lvlm_dir,
+        prefs="unused",
+        out=str(tmp_path),
+        batch_size=4,
+        sft_weight=sft_weight,
+        precision="fp32",
+    )
     trainer = dpo_trainer(lvlm, dpo_rows(records, ImageCache(world)), cfg, tmp_path)
     torch.manual_seed(0)
     for name, p in trainer.model.named_parameters():  # a trained-looking adapter: policy != reference

@@ -48,6 +48,8 @@ def test_two_processes_match_one_process_on_the_whole_batch(world, tmp_path, ext
         "1",
         "--save-every",
         "1",
+        "--precision",
+        "fp32",  # the one-process run is the reference
     ]
     for name, processes in (("one", 1), ("two", 2)):
         cmd, env = finevl_command([*args, "--out", str(tmp_path / name)], processes)

@@ -28,8 +28,20 @@ def conv_clip(tmp_path_factory) -> str:
 
 def _probe_args(world: Path, clip: str, out: Path, *extra: str) -> list[str]:
     # a linear probe: the frozen tower keeps its batch-norm statistics, so the loss is a
-    # mean over images and a share of the batch computes exactly its part of it
-    settings = ["--steps", "2", "--batch-size", "16", "--warmup-steps", "1", "--lr", "0.01"]
+    # mean over images and a share of the batch computes exactly its part of it; fp32 pinned,
+    # as the one-process run is the reference
+    settings = [
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--warmup-steps",
+        "1",
+        "--lr",
+        "0.01",
+        "--precision",
+        "fp32",
+    ]
     return [
         "clip",
         "tower",
@@ -70,7 +82,7 @@ def test_two_processes_and_accumulation_match_one_process_on_the_whole_batch(wor
 def test_bf16_autocast_trains_on_the_cpu_and_fp16_needs_a_gpu(world, conv_clip, tmp_path):
     base = dict(data=str(world), model=conv_clip, steps=2, batch_size=8, warmup_steps=1, freeze=True)
     summary = train_tower(TowerTrainConfig(**base, out=str(tmp_path / "bf16"), precision="bf16"))
-    fp32 = train_tower(TowerTrainConfig(**base, out=str(tmp_path / "fp32")))
+    fp32 = train_tower(TowerTrainConfig(**base, out=str(tmp_path / "fp32"), precision="fp32"))
     assert summary["loss"] != fp32["loss"]  # autocast really ran in bf16
     assert summary["loss"] == pytest.approx(fp32["loss"], rel=0.05)
     if not torch.cuda.is_available():

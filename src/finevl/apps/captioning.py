@@ -17,6 +17,7 @@ from finevl.data.jsonio import write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.captioner import CaptionerBundle
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 
 @torch.inference_mode()
@@ -70,7 +71,12 @@ def caption_dataset(
     if merged is None:
         return None
     write_json_atomic(out, merged[1])
-    return {"predictions": str(out), "images": len(merged[1]), "decoding": decoding}
+    return {
+        "predictions": str(out),
+        "images": len(merged[1]),
+        "decoding": decoding,
+        "dtype": dtype_name(clip.dtype),
+    }
 
 
 def generate_command(cfg: CaptionGenerateConfig, overwrite: bool = False) -> dict[str, Any] | None:

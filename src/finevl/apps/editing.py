@@ -40,6 +40,7 @@ from finevl.data.jsonio import write_json_atomic
 from finevl.data.regions import read_mask_png
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 MIN_SIDE = 8  # the smallest random view
 
@@ -287,6 +288,7 @@ def edit_command(
         ranked = rank_candidates(clip, picture, candidates, cfg.target, cfg.source, cfg.keep_outside)
         result = {
             "task": "edit_ranking",
+            "dtype": dtype_name(clip.dtype),
             "ranking": [{**r, "image": str(cfg.candidate[r["index"]])} for r in ranked],
         }
         if cfg.out is not None:
@@ -301,6 +303,7 @@ def edit_command(
         before_after(picture, edited).save(tmp / "before_after.png")
         result = {
             "task": "edit",
+            "dtype": dtype_name(clip.dtype),
             "image": str(cfg.image),
             "target": cfg.target,
             "source": cfg.source,

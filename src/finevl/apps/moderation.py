@@ -24,6 +24,7 @@ from finevl.data.images import ImageLoader
 from finevl.data.jsonio import write_result
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 DEMO_POLICY = Path(__file__).parent / "policies" / "fineshapes.yaml"
 
@@ -244,7 +245,7 @@ def moderate_command(cfg: ModerateConfig, overwrite: bool = False) -> dict[str, 
     policy = load_policy(cfg.policy or DEMO_POLICY)
     clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
     loader = ImageLoader(cfg.on_bad_image)  # type: ignore[arg-type]
-    result: dict[str, Any] = {"model": cfg.model, "task": "moderation"}
+    result: dict[str, Any] = {"model": cfg.model, "task": "moderation", "dtype": dtype_name(clip.dtype)}
     if cfg.calibrate is not None:
         paths, labels = labelled_set(cfg.calibrate, policy, cfg.calibrate_split)
         scores, truth, _ = score_paths(clip, policy, paths, loader, labels)

@@ -13,6 +13,7 @@ from finevl.data.jsonio import write_json_atomic, write_result
 from finevl.errors import FinevlError
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 
 def evaluation_texts(data: ImageTextSet, captions: str) -> tuple[list[str], torch.Tensor]:
@@ -86,6 +87,7 @@ def retrieval_command(cfg: RetrievalConfig, overwrite: bool = False) -> dict[str
         "dataset": f"{cfg.data}:{cfg.split}",
         "model": cfg.model,
         "task": "zeroshot_retrieval",
+        "dtype": dtype_name(clip.dtype),
         "metrics": metrics,
         "images": len(dataset),
         "examples": shown,
@@ -104,4 +106,9 @@ def retrieval_caption_command(cfg: RetrievalCaptionConfig, overwrite: bool = Fal
     write_json_atomic(
         cfg.out, [{"image_id": i, "caption": c} for i, c in zip(images.image_ids, captions, strict=True)]
     )
-    return {"predictions": str(cfg.out), "images": len(captions), "pool": len(texts)}
+    return {
+        "predictions": str(cfg.out),
+        "images": len(captions),
+        "pool": len(texts),
+        "dtype": dtype_name(clip.dtype),
+    }

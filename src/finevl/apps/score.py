@@ -19,6 +19,7 @@ from finevl.data.jsonio import iter_jsonl, read_csv, read_json, write_result
 from finevl.errors import FinevlError
 from finevl.metrics.clipscore import PREFIX, CaptionEmbedder, W, pair_scores
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 SCRATCH = Path(tempfile.gettempdir()) / "finevl-score"  # where processes leave their shares
 
@@ -125,5 +126,12 @@ def score_command(cfg: ScoreConfig, overwrite: bool = False) -> dict[str, Any] |
     if cfg.csv_out is not None:
         write_items_csv(cfg.csv_out, result["items"])
     return write_result(
-        {"dataset": str(cfg.pairs), "model": cfg.model, "task": "clip_score", **result}, cfg.out
+        {
+            "dataset": str(cfg.pairs),
+            "model": cfg.model,
+            "task": "clip_score",
+            "dtype": dtype_name(clip.dtype),
+            **result,
+        },
+        cfg.out,
     )

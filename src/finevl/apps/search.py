@@ -19,6 +19,7 @@ from finevl.data.images import ImageLoader, load_image
 from finevl.data.jsonio import read_json, write_json_atomic
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 INDEX_FILE, META_FILE = "index.faiss", "index.json"
 BATCH = 256  # images loaded and embedded at once
@@ -90,6 +91,7 @@ def build_index(
     meta = {
         "model": model_spec,
         "weights": weights,
+        "dtype": dtype_name(clip.dtype),
         "dim": index.d,
         "count": index.ntotal,
         "paths": kept,

@@ -18,6 +18,7 @@ from finevl.data.jsonio import write_result
 from finevl.errors import FinevlError
 from finevl.metrics.zeroshot import ZeroShotAccuracy
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 TEMPLATES: dict[str, list[str]] = {
     "shape": ["a {}.", "a picture of a {}.", "a {} on a background.", "there is a {} in the image."],
@@ -122,6 +123,7 @@ def zeroshot_command(cfg: ZeroshotConfig, overwrite: bool = False) -> dict[str, 
         "dataset": f"{cfg.world}:{cfg.label}:{cfg.split}" if cfg.world else str(cfg.folder),
         "model": cfg.model,
         "task": "zeroshot_classification",
+        "dtype": dtype_name(clip.dtype),
         "metrics": metrics,
         "classes": classes,
         "confusion": acc.confusion().tolist(),

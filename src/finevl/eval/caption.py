@@ -34,6 +34,7 @@ from finevl.metrics.clipscore import CaptionEmbedder, ClipScore
 from finevl.metrics.finecap import FINECAP_CRITERIA, DegenerateRate, FactScores, FinecapAccuracy
 from finevl.metrics.retrieval import retrieval_recall
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 HEADLINE = {  # the columns of a comparison table -> their path in `evaluate_captions`' metrics
     "BLEU-4 (coarse)": ("ngram", "coarse", "Bleu_4"),
@@ -229,6 +230,5 @@ def finecap_command(cfg: FinecapEvalConfig, overwrite: bool = False) -> dict[str
     """`finevl finecap eval`: `evaluate_captions`, with the CLIP placed; also written to `cfg.out`."""
     claim_outputs(overwrite, cfg.out)
     clip = load_placed_clip(cfg.clip, None, cfg.device, cfg.dtype) if cfg.clip else None
-    return write_result(
-        evaluate_captions(cfg.pred, cfg.ann, clip, meteor=cfg.meteor, images=cfg.images), cfg.out
-    )
+    result = evaluate_captions(cfg.pred, cfg.ann, clip, meteor=cfg.meteor, images=cfg.images)
+    return write_result({**result, **({"dtype": dtype_name(clip.dtype)} if clip else {})}, cfg.out)

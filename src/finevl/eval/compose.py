@@ -23,6 +23,7 @@ from finevl.errors import FinevlError
 from finevl.eval.config import ComposeConfig
 from finevl.metrics.compose import CompositionalAccuracy
 from finevl.models.clip import Clip, load_placed_clip
+from finevl.models.device import dtype_name
 
 
 def compose_eval(
@@ -79,5 +80,13 @@ def compose_command(
     clip = load_placed_clip(cfg.model, cfg.weights, cfg.device, cfg.dtype)
     result = compose_eval(clip, pairs, ImageLoader(cfg.on_bad_image), progress)  # type: ignore[arg-type]
     return write_result(
-        {"dataset": dataset, "model": cfg.model, "task": "compositionality", **result, **extra}, cfg.out
+        {
+            "dataset": dataset,
+            "model": cfg.model,
+            "task": "compositionality",
+            "dtype": dtype_name(clip.dtype),
+            **result,
+            **extra,
+        },
+        cfg.out,
     )

@@ -29,7 +29,7 @@ from finevl.language.grammar import parse_caption
 from finevl.metrics.captioning import caption_metrics
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.region import OpenVocabSegmentation, ReferringClassification, answer_classes
-from finevl.models.device import placement
+from finevl.models.device import dtype_name, placement
 from finevl.models.region import REGION, RegionLvlm, RegionPrompt, check_masks, load_region_model
 from finevl.train.region.config import RegionEvalConfig, RegionPipelineConfig
 from finevl.train.region.data import WorldRegion, world_regions
@@ -144,6 +144,7 @@ def evaluate_regions(
         "model": str(cfg.model),
         "label": cfg.label or model_label(cfg.model),
         "task": "region",
+        "dtype": dtype_name(net.clip.dtype),
         "config": {"region_input": net.config.region_input, "spatial_token": net.config.spatial_token},
         "metrics": region_metrics(regions, answers, meteor),
         "answers": answers_file(cfg.out).name,

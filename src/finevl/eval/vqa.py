@@ -24,6 +24,7 @@ from finevl.eval.config import VqaEvalConfig
 from finevl.language.facts import scene_from_record
 from finevl.metrics.finecap import FactScores
 from finevl.metrics.vqa import VqaAccuracy
+from finevl.models.device import dtype_name
 from finevl.models.lvlm import Lvlm
 from finevl.train.stic.config import PipelineConfig
 
@@ -146,6 +147,7 @@ def evaluate_on_world(
         "model": str(model),
         "label": label or model_label(model),
         "task": "vqa",
+        "dtype": dtype_name(lvlm.model.dtype),
         "metrics": metrics,
         "examples": examples,
         "description_examples": [
@@ -165,8 +167,7 @@ def vqa_command(cfg: VqaEvalConfig, overwrite: bool = False) -> dict[str, Any]:
     claim_outputs(overwrite, cfg.out, cfg.answers)
     where, precision = placement(cfg.device, cfg.dtype)
     questions = read_questions(cfg.questions) if cfg.questions is not None else []
-    # on the CPU, auto keeps the checkpoint's own dtype (as the STIC pipeline loads it)
-    lvlm = load_lvlm(cfg.model, None if cfg.dtype == "auto" and where.type == "cpu" else precision, where)
+    lvlm = load_lvlm(cfg.model, precision, where)
     if cfg.data is not None:
         result, rows = evaluate_on_world(
             cfg.model, cfg.data, cfg.split, cfg.limit, cfg.label, cfg.max_new_tokens, lvlm=lvlm
@@ -180,6 +181,7 @@ def vqa_command(cfg: VqaEvalConfig, overwrite: bool = False) -> dict[str, Any]:
             "model": str(cfg.model),
             "label": label,
             "task": "vqa",
+            "dtype": dtype_name(lvlm.model.dtype),
             "metrics": metrics,
         }
     if cfg.answers and rows:

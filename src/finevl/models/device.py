@@ -1,13 +1,16 @@
 """Where inference runs: `--device auto|cpu|cuda[:N]` and `--dtype auto|float32|bfloat16|float16`.
 
-`auto` picks the first GPU when there is one, else the CPU; the `auto` dtype is bfloat16 on a
-GPU that supports it (float16 on older ones) and float32 on the CPU, as Hugging Face's
-`torch_dtype="auto"` would for a bf16 checkpoint. Embeddings and scores come back to the CPU
-as float32, so every metric downstream reads the same numbers whatever the device.
+`auto` picks the first GPU when there is one, else the CPU. The `auto` dtype is the fastest
+one that keeps the results: bfloat16 on a GPU that supports it (float16 on older ones) and on
+a CPU with fast bf16 arithmetic (AMX or AVX512-BF16, as PyTorch reports them: its oneDNN
+matmuls then run about 6x fp32's rate, docs/performance.md), float32 elsewhere. Embeddings
+and scores come back to the CPU as float32, so every metric downstream reads the same
+numbers whatever the device.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -21,6 +24,33 @@ from finevl.errors import FinevlError
 DEVICES = "auto, cpu, cuda or cuda:N"
 LOADAVG = "/proc/loadavg"  # its 4th field: tasks running now / all tasks
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+logger = logging.getLogger(__name__)
+_warned_slow_bf16 = False
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX512-BF16), as
+    PyTorch reports it; without either, bf16 is emulated and slower than fp32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def fast_low_precision(device: torch.device) -> torch.dtype:
+    """The low-precision dtype that is fast on `device`, or float32 when none is."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else torch.float32
+
+
+def _warn_if_slow(dtype: torch.dtype, device: torch.device | None) -> None:
+    """One warning line (once per process) for bf16 asked of a CPU that only emulates it."""
+    global _warned_slow_bf16
+    on_cpu = device is None or device.type == "cpu"
+    if dtype == torch.bfloat16 and on_cpu and not cpu_has_fast_bf16() and not _warned_slow_bf16:
+        _warned_slow_bf16 = True
+        logger.warning("this CPU has no fast bf16 (no AMX or AVX512-BF16): bfloat16 runs, slowly")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -49,12 +79,16 @@ def resolve_dtype(spec: str = "auto", device: torch.device | None = None) -> tor
     """The torch dtype a `--dtype` value names on `device`."""
     spec = spec.strip().lower()
     if spec == "auto":
-        if device is None or device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return fast_low_precision(device or torch.device("cpu"))
     if spec not in DTYPES:
         raise FinevlError(f"--dtype {spec!r}: not one of auto, {', '.join(DTYPES)}")
+    _warn_if_slow(DTYPES[spec], device)
     return DTYPES[spec]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` as results JSON records it: `bfloat16`."""
+    return str(dtype).removeprefix("torch.")
 
 
 def placement(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from finevl.errors import FinevlError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-PRECISION_HELP = "fp32, bf16 or fp16 (autocast; fp16 on a GPU)."
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = (
+    "auto, fp32, bf16 or fp16 (autocast; fp16 on a GPU). auto: bf16 on a GPU or a CPU with "
+    "fast bf16 (AMX, AVX512-BF16), else fp32."
+)
+_LOW_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
-def check_precision(precision: str) -> None:
-    """One error line for a precision that is not fp32, bf16 or fp16."""
+def resolve_precision(precision: str, cpu_auto: str = "bf16") -> str:
+    """The precision a `--precision` value runs at here: one error line for an unknown one;
+    `auto` is `accelerate launch --mixed_precision` when that gave bf16/fp16, else bf16 on a
+    GPU (fp16 where it lacks bf16) or on a CPU with fast bf16 (`cpu_auto`: a trainer whose
+    measured bf16 speed-up is too small says fp32), else fp32. Run folders record the result."""
     if precision not in PRECISIONS:
         raise FinevlError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched in ("bf16", "fp16"):
+        return launched
+    import torch
+
+    from finevl.models.device import fast_low_precision
+
+    if torch.cuda.is_available():
+        return _LOW_PRECISION[str(fast_low_precision(torch.device("cuda"))).removeprefix("torch.")]
+    return cpu_auto if fast_low_precision(torch.device("cpu")) == torch.bfloat16 else "fp32"
 
 
 @dataclass
@@ -35,14 +55,14 @@ class RunConfig:
     log_every: int = field(default=20, metadata={"help": "Log every N steps."})
     max_minutes: float = field(default=0.0, metadata={"help": "Stop (and save) after this long; 0: none."})
     split: str = field(default="train", metadata={"help": "Split of the world folder to train on."})
-    precision: str = field(default="fp32", metadata={"help": PRECISION_HELP})
+    precision: str = field(default="auto", metadata={"help": PRECISION_HELP})
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise FinevlError("--data and --out are required")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise FinevlError("--steps, --batch-size and --grad-accum must be >= 1")
-        check_precision(self.precision)
+        self.precision = resolve_precision(self.precision)
         if self.lr <= 0:
             raise FinevlError("--lr must be positive")
 

@@ -20,6 +20,8 @@ from finevl.data.jsonio import read_json, write_json_atomic, write_text_atomic
 from finevl.errors import FinevlError
 
 logger = logging.getLogger(__name__)
+# How runs written before a setting existed ran, where that is not today's default.
+PREDATED = {"precision": "fp32"}
 
 
 def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
@@ -94,8 +96,11 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     claimed (never a user's file, a link, or a read-only place), its settings written."""
     saved = run / settings
     if resume and not run.is_symlink() and saved.is_file():
-        if _comparable(_with_defaults(read_json(saved), cfg)) != _comparable(asdict(cfg)):
-            raise FinevlError(f"{run}: --resume with different settings than {saved}")
+        before, now = _comparable(_with_defaults(read_json(saved), cfg)), _comparable(asdict(cfg))
+        if before != now:
+            raise FinevlError(
+                f"{run}: --resume with different settings than {saved}{_differences(before, now)}"
+            )
         return True
     if run.is_dir() and not run.is_symlink() and any(run.iterdir()):
         hint = "pass --resume to continue it" if saved.is_file() else "choose another --out"
@@ -106,15 +111,23 @@ def open_run_folder(run: Path, cfg: Any, resume: bool, settings: str = "config.j
     return False
 
 
+def _differences(before: Any, now: Any) -> str:
+    """`: precision bf16 there, fp32 here` for the settings that differ (a few, by name)."""
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return ""
+    names = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    return ": " + "; ".join(f"{k} {before.get(k)!r} there, {now.get(k)!r} here" for k in names[:3])
+
+
 def _comparable(settings: Any) -> Any:
     return {k: v for k, v in settings.items() if k != "max_minutes"} if isinstance(settings, dict) else None
 
 
 def _with_defaults(saved: Any, cfg: Any) -> Any:
     """Saved settings with each setting the run predates (added to finevl since it was
-    written) read as its default, the behaviour the run had (e.g. `precision` fp32,
-    `grad_accum` 1)."""
-    return _defaults(cfg) | saved if isinstance(saved, dict) else saved
+    written) read as the behaviour the run had: its default (`grad_accum` 1), or `PREDATED`
+    where the default has changed since (`precision` fp32, before `auto`)."""
+    return _defaults(cfg) | PREDATED | saved if isinstance(saved, dict) else saved
 
 
 def _defaults(cfg: Any) -> dict[str, Any]:

@@ -69,6 +69,6 @@ class CaptionReward:
         weights["grammar"] = self.w.grammar
         out = {name: torch.zeros(len(captions)) for name in parts}
         for name, value in parts.items():
-            out[name][keep] = value
+            out[name][keep] = value.float()  # a term scored under bf16 autocast
         out["reward"] = sum((weights[n] * out[n] for n in parts), torch.zeros(len(captions)))
         return out

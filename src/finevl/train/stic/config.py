@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from finevl.errors import FinevlError
-from finevl.train.config import PRECISION_HELP, RunConfig, check_precision
+from finevl.train.config import PRECISION_HELP, RunConfig, resolve_precision
 
 TRAINABLE = ("lm", "projector", "projector+lm", "projector+lm+vision", "lora")
 
@@ -61,12 +61,12 @@ class BaseConfig:
     lr: float = field(default=1e-3, metadata={"help": "Peak learning rate (from scratch)."})
     seed: int = field(default=0, metadata={"help": "Seed of init, data and batch order."})
     split: str = field(default="train", metadata={"help": "Split of the world to train on."})
-    precision: str = field(default="fp32", metadata={"help": PRECISION_HELP})
+    precision: str = field(default="auto", metadata={"help": PRECISION_HELP})
 
     def __post_init__(self) -> None:
         if not self.data or not self.out or not self.clip:
             raise FinevlError("--data, --clip and --out are required")
-        check_precision(self.precision)
+        self.precision = resolve_precision(self.precision)
         if min(self.lm_steps, self.align_steps, self.sft_steps, self.sft_images, self.batch_size) < 1:
             raise FinevlError("step counts, --sft-images and --batch-size must be >= 1")
         if not 0 <= self.hallucination_share <= 1:
@@ -126,12 +126,12 @@ class DpoConfig(LoraSettings):
     )
     merge: bool = field(default=True, metadata={"help": "Save the merged model too (else adapter only)."})
     seed: int = field(default=0, metadata={"help": "Seed of LoRA init and batch order."})
-    precision: str = field(default="fp32", metadata={"help": PRECISION_HELP})
+    precision: str = field(default="auto", metadata={"help": PRECISION_HELP})
 
     def __post_init__(self) -> None:
         if not self.model or not self.prefs or not self.out:
             raise FinevlError("--model, --prefs and --out are required")
-        check_precision(self.precision)
+        self.precision = resolve_precision(self.precision)
         if self.beta <= 0 or self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise FinevlError("--beta, --lr and --epochs must be positive, --batch-size >= 1")
 
