@@ -5,9 +5,11 @@ Sections (`--sections`, all by default; each row is saved to `--out` as it finis
 rerun skips the rows already there):
 
 - `peak`: a 2048^2 matmul's GFLOP/s in fp32 and in bf16 on this process's threads;
-- `trainers`: every trainer for `--steps` steps (200) at fp32 and at auto, in fresh processes,
-  alternated; steps/s (the run's own clock, loading excluded), the precision auto resolved to,
-  the mean loss of the last 10 steps (tiny world and models, as benchmarks/trainer_speed.py);
+- `trainers`: every trainer for `--steps` steps (200) in fp32 and in bf16, in fresh processes,
+  alternated; steps/s (the run's own clock, loading excluded), what `--precision auto`
+  resolves to for each (bf16 where it measured >= 1.4x here), the mean loss of the last 10
+  steps (tiny world and models, as benchmarks/trainer_speed.py, at each command's default
+  batch size);
 - `inference`: items/s of each inference path at fp32 and at auto, alternated, with the values'
   agreement: CLIP-S (score), zero-shot, index build (image embeddings), caption generate,
   vqa eval, region eval, at the tiny presets (64 px) and at real size (ViT-B/32 at 224 px, in
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -94,30 +97,51 @@ class Rows:
 
 
 def trainer_rows(rows: Rows, root: Path, steps: int, repeats: int, names: list[str]) -> None:
-    """Each trainer at fp32 and at auto, alternated in fresh processes."""
+    """Each trainer in fp32 and in bf16, alternated in fresh processes; what `auto` picks."""
     for name in names:
         if rows.done("trainers", name):
             continue
-        runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
+        runs: dict[str, list[dict]] = {"fp32": [], "bf16": []}
         for k in range(repeats):
             for precision in runs:
                 out = root / f"{name}-{precision}-{k}"
-                runs[precision].append(
-                    trainer_speed.run_child(Path("."), name, root, out, steps, {}, precision)
+                shutil.rmtree(out, ignore_errors=True)  # an interrupted run's folder
+                # each command's default batch size: what auto's choice is made for
+                child = trainer_speed.run_child(
+                    Path("."), name, root, out, steps, {}, precision, batch_size=0
                 )
-        row = {
+                runs[precision].append(child)
+        row: dict[str, Any] = {
             p: {
-                "precision": rs[0]["precision"],
                 "steps_per_s": round(statistics.median(r["steps_per_s"] for r in rs), 2),
                 "final_loss": round(rs[0]["final_loss"], 4),
                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs)),
             }
             for p, rs in runs.items()
         }
-        row["speedup"] = round(row["auto"]["steps_per_s"] / row["fp32"]["steps_per_s"], 3)
+        row["speedup"] = round(row["bf16"]["steps_per_s"] / row["fp32"]["steps_per_s"], 3)
         fp32_loss = row["fp32"]["final_loss"]
-        row["loss_rel_diff"] = round(abs(row["auto"]["final_loss"] - fp32_loss) / abs(fp32_loss), 4)
+        row["loss_rel_diff"] = round(abs(row["bf16"]["final_loss"] - fp32_loss) / abs(fp32_loss), 4)
         rows.add("trainers", name, row)
+    rows.result["auto_on_this_cpu"] = auto_precisions()
+
+
+def auto_precisions() -> dict[str, str]:
+    """What `--precision auto` resolves to here, per trainer's settings class."""
+    from finevl.eval.judge import JudgeTrainConfig
+    from finevl.train import config as C
+    from finevl.train.config import resolve_precision
+    from finevl.train.region.config import RegionTrainConfig
+    from finevl.train.stic.config import BaseConfig, DpoConfig, SupervisedConfig
+
+    classes = {
+        "clip train (contrastive, LiT)": C.ClipTrainConfig, "clip tower": C.TowerTrainConfig,
+        "caption train": C.CaptionTrainConfig, "caption scst": C.ScstConfig,
+        "grammar train": C.GrammarTrainConfig, "region train": RegionTrainConfig,
+        "stic base": BaseConfig, "stic dift / stages": SupervisedConfig, "stic dpo": DpoConfig,
+        "editing judge": JudgeTrainConfig,
+    }  # fmt: skip
+    return {name: resolve_precision("auto", cls.CPU_AUTO) for name, cls in classes.items()}
 
 
 # -- inference ----------------------------------------------------------------------------

@@ -77,16 +77,17 @@ def _prepare_more(root: Path) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def child(name: str, root: Path, out: Path, steps: int, precision: str = "fp32") -> dict:
-    """Train one trainer for `steps` steps at `precision`; its steps/s, the precision that
-    ran, the mean loss of its last 10 steps and this process's peak RSS."""
+def child(
+    name: str, root: Path, out: Path, steps: int, precision: str = "fp32", batch_size: int = 32
+) -> dict:
+    """Train one trainer for `steps` steps of `batch_size` (0: the command's default; SCST's
+    as `make demo` runs it) at `precision`; its steps/s, the precision that ran, the mean loss
+    of its last 10 steps and this process's peak RSS."""
     from finevl.train import config as C
 
     world, vit, conv = str(root / "world"), str(root / "finevl-tiny-vit"), str(root / "finevl-tiny-conv")
-    common = dict(
-        data=world, out=str(out), steps=steps, batch_size=32, warmup_steps=2, log_every=1, save_every=10_000,
-        precision=precision,
-    )  # fmt: skip
+    common = dict(data=world, out=str(out), steps=steps, warmup_steps=2, log_every=1, save_every=10_000,
+                  precision=precision, **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
     if name == "dpo":
         return _dpo_child(root, out, steps, precision)
     if name in ("clip", "lit"):
@@ -106,7 +107,8 @@ def child(name: str, root: Path, out: Path, steps: int, precision: str = "fp32")
         from finevl.train.scst import train_scst
 
         model = str(root / "mle" / "checkpoint" / "model")
-        train_scst(C.ScstConfig(**{**common, "batch_size": 8}, model=model, samples=3, max_new_tokens=8))
+        sampling = dict(batch_size=8, samples=3, max_new_tokens=8) if batch_size else dict(batch_size=16)
+        train_scst(C.ScstConfig(**{**common, **sampling}, model=model))
     elif name == "grammar":
         from finevl.train.grammar import train_grammar
 
@@ -171,11 +173,12 @@ def _log_rows(out: Path) -> list[dict]:
 
 
 def run_child(
-    tree: Path, name: str, root: Path, out: Path, steps: int, extra_env: dict, precision: str = "fp32"
-) -> dict:
+    tree: Path, name: str, root: Path, out: Path, steps: int, extra_env: dict, precision: str = "fp32",
+    batch_size: int = 32,
+) -> dict:  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src"), "OMP_NUM_THREADS": "2", **extra_env}
     cmd = [sys.executable, "-W", "ignore", __file__, "--child", name, "--root", str(root), "--run", str(out)]
-    cmd += ["--steps", str(steps), "--precision", precision]
+    cmd += ["--steps", str(steps), "--precision", precision, "--batch-size", str(batch_size)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{name} on {tree}: {done.stderr[-1500:]}")
@@ -195,9 +198,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.root, args.run, args.steps, args.precision)))
+        print(json.dumps(child(args.child, args.root, args.run, args.steps, args.precision, args.batch_size)))
         return
     before_env = dict(pair.split("=", 1) for pair in args.before_env)
     result: dict = {

@@ -110,6 +110,11 @@ def test_commands_take_device_and_dtype(world, tmp_path, capsys, monkeypatch):
     code, out, err = run([*base, "--device", "cpu", "--dtype", "bfloat16"], capsys, monkeypatch)
     assert code == 0, err
     assert sum(map(sum, json.loads(out)["confusion"])) == 48
+    assert json.loads(out)["dtype"] == "bfloat16"  # the results record what ran
+    _cpu_bf16(monkeypatch, False, False)
+    code, out, err = run([*base, "--device", "cpu"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["dtype"] == "float32"  # auto, on a CPU without fast bf16
     code, _, err = run([*base, "--dtype", "int4"], capsys, monkeypatch)
     assert_one_line_error(code, err, "--dtype")
     if not GPU:

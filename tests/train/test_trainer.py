@@ -92,6 +92,21 @@ def test_bf16_autocast_trains_on_the_cpu_and_fp16_needs_a_gpu(world, conv_clip, 
         TowerTrainConfig(**base, out=str(tmp_path / "x"), precision="fp8")
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False], ids=["amx", "no-bf16"])
+def test_auto_precision_is_what_the_run_folder_records(world, conv_clip, tmp_path, monkeypatch, fast_bf16):
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: fast_bf16)
+    cfg = TowerTrainConfig(data=str(world), model=conv_clip, out=str(tmp_path / "run"), steps=1, batch_size=8)
+    expected = "bf16" if fast_bf16 or torch.cuda.is_available() else "fp32"
+    assert cfg.precision == expected
+    train_tower(cfg)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
+    # a run resumed at another precision is refused, naming the setting
+    other = "fp32" if expected == "bf16" else "bf16"
+    with pytest.raises(FinevlError, match=f"precision '{expected}' there, '{other}' here"):
+        train_tower(TowerTrainConfig(**{**vars(cfg), "precision": other}), resume=True)
+
+
 def test_a_batch_that_does_not_split_evenly_is_refused(world, conv_clip, tmp_path):
     cfg = TowerTrainConfig(
         data=str(world), model=conv_clip, out=str(tmp_path / "r"), batch_size=9, grad_accum=2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from finevl.errors import FinevlError
 
@@ -41,6 +41,12 @@ def resolve_precision(precision: str, cpu_auto: str = "bf16") -> str:
 class RunConfig:
     """What every trainer shares: data, run folder, schedule, precision, bookkeeping."""
 
+    # `--precision auto` on a CPU with fast bf16, per trainer: bf16 where it measured >= 1.4x
+    # fp32's steps/s at the command's defaults (benchmarks/precision.py, docs/performance.md).
+    # The tiny presets' 128-256 wide layers are bound by memory and per-op overhead, not by
+    # matmul arithmetic, so most trainers keep fp32 there; a GPU's auto is bf16 for all.
+    CPU_AUTO: ClassVar[str] = "fp32"
+
     data: str = field(default="", metadata={"help": "World folder (images + captions.json)."})
     out: str = field(default="", metadata={"help": "Run folder (checkpoints, logs, config)."})
     steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
@@ -62,7 +68,7 @@ class RunConfig:
             raise FinevlError("--data and --out are required")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise FinevlError("--steps, --batch-size and --grad-accum must be >= 1")
-        self.precision = resolve_precision(self.precision)
+        self.precision = resolve_precision(self.precision, self.CPU_AUTO)
         if self.lr <= 0:
             raise FinevlError("--lr must be positive")
 
@@ -114,6 +120,8 @@ class ClipTrainConfig(RunConfig):
 @dataclass
 class CaptionTrainConfig(RunConfig):
     """MLE training of a captioner on the references (a world's coarse captions)."""
+
+    CPU_AUTO: ClassVar[str] = "bf16"  # 1.59x fp32 (docs/performance.md)
 
     clip: str = field(default="", metadata={"help": "Frozen CLIP whose image tokens the captioner reads."})
     model: str = field(default="", metadata={"help": "Captioner to start from; empty: a new one."})
@@ -214,6 +222,8 @@ class TowerTrainConfig(RunConfig):
     it) trained on a world's attributes. A probe of what a tower sees, and the image side of
     locked-image tuning (then `finevl clip train --lock-image`).
     """
+
+    CPU_AUTO: ClassVar[str] = "bf16"  # the conv tower: 1.83x fp32 (docs/performance.md)
 
     model: str = field(
         default="finevl-tiny-vit", metadata={"help": "Preset, open_clip architecture or checkpoint."}

@@ -2,7 +2,7 @@
 
 A trainer builds its model and says how to compute a micro-batch's loss; `Trainer` does the
 rest, the same way for all of them: the run folder (settings checked on resume), device
-placement, `precision` (autocast: fp32, bf16, fp16 on a GPU), N processes (DDP; FSDP or
+placement, `precision` (autocast: auto, fp32, bf16, fp16 on a GPU), N processes (DDP; FSDP or
 DeepSpeed through a user's `accelerate config`), gradient accumulation and clipping, AdamW
 with warm-up, the time budget (agreed by every process), TensorBoard + `log.jsonl`, atomic
 checkpoints and a bit-for-bit resume.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -63,10 +62,9 @@ class _LossForward(torch.nn.Module):
 
 
 def _mixed_precision(precision: str) -> str:
-    """accelerate's name for `--precision`; fp32 (the default) defers to
-    `accelerate launch --mixed_precision` when that was given."""
-    if precision == "fp32":
-        return os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    """accelerate's name for a resolved `--precision` (`auto` already followed
+    `accelerate launch --mixed_precision`, train/config.resolve_precision); an explicit fp32
+    stays fp32."""
     return MIXED_PRECISION[precision]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from finevl.errors import FinevlError
 from finevl.train.config import PRECISION_HELP, RunConfig, resolve_precision
@@ -42,6 +43,8 @@ class BaseConfig:
     pairs, then instruction tuning (descriptions, VQA, a few hallucination prompts).
     """
 
+    CPU_AUTO: ClassVar[str] = "fp32"  # its stages in bf16: 0.75x fp32's steps/s (docs/performance.md)
+
     data: str = field(default="", metadata={"help": "World folder (images and annotations)."})
     clip: str = field(default="", metadata={"help": "CLIP whose image tower the model sees through (ViT)."})
     out: str = field(default="", metadata={"help": "Run folder: tokenizer, one sub-run per stage."})
@@ -66,7 +69,7 @@ class BaseConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.out or not self.clip:
             raise FinevlError("--data, --clip and --out are required")
-        self.precision = resolve_precision(self.precision)
+        self.precision = resolve_precision(self.precision, self.CPU_AUTO)
         if min(self.lm_steps, self.align_steps, self.sft_steps, self.sft_images, self.batch_size) < 1:
             raise FinevlError("step counts, --sft-images and --batch-size must be >= 1")
         if not 0 <= self.hallucination_share <= 1:
@@ -110,6 +113,8 @@ class DpoConfig(LoraSettings):
     Settings of `finevl stic dpo` (stage 1 training, TRL's DPOTrainer with LoRA).
     """
 
+    CPU_AUTO: ClassVar[str] = "fp32"  # TRL's DPO on the tiny LLaVA in bf16: DPOFILL fp32's steps/s
+
     model: str = field(default="", metadata={"help": "Model folder to align."})
     prefs: str = field(default="", metadata={"help": "Preference JSONL from `finevl stic prefs`."})
     data: str = field(default="", metadata={"help": "Folder the preference records' images are under."})
@@ -131,7 +136,7 @@ class DpoConfig(LoraSettings):
     def __post_init__(self) -> None:
         if not self.model or not self.prefs or not self.out:
             raise FinevlError("--model, --prefs and --out are required")
-        self.precision = resolve_precision(self.precision)
+        self.precision = resolve_precision(self.precision, self.CPU_AUTO)
         if self.beta <= 0 or self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise FinevlError("--beta, --lr and --epochs must be positive, --batch-size >= 1")
 
