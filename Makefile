@@ -85,6 +85,8 @@ BENCH_LIT := clip-finevl-tiny-conv-lit-t20000x1600-k0-random-mix4000-seed0
 bench: install
 	$(BIN)/python benchmarks/world_gen.py --out benchmarks/results/world_gen.json
 	$(BIN)/python benchmarks/peak.py --out benchmarks/results/peak.json
+	# bf16 against fp32: every trainer, every inference path, MFU, CLIP-S at real size (docs/performance.md)
+	$(BIN)/python -W ignore benchmarks/precision.py --out benchmarks/results/precision.json
 	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
 	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (STIC needs a ViT tower)
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --seeds 0 1 2 --out benchmarks/results/clip_lit.json

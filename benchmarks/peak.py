@@ -1,4 +1,4 @@
-"""The machine's fp32 matmul peak (GFLOP/s), the yardstick for training FLOP utilisation.
+"""The machine's fp32 and bf16 matmul peaks (GFLOP/s), the yardsticks for FLOP utilisation.
 
 .venv/bin/python benchmarks/peak.py --out benchmarks/results/peak.json
 """
@@ -12,9 +12,9 @@ import time
 import torch
 
 
-def matmul_peak(n: int = 2048, repeats: int = 20) -> dict[str, float]:
-    """Best-of-3 GFLOP/s of an (n x n) @ (n x n) fp32 matmul on this process's threads."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, repeats: int = 20, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Best-of-3 GFLOP/s of an (n x n) @ (n x n) matmul in `dtype` on this process's threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     best = 0.0
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     result = {"benchmark": "peak", **matmul_peak()}
+    result["bf16_gemm_gflops"] = matmul_peak(dtype=torch.bfloat16)["gemm_gflops"]
     text = json.dumps(result, indent=1)
     if args.out:
         from finevl.data.jsonio import write_json_atomic

@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import trainer_speed  # noqa: E402  (the trainers' children and their tiny world)
+from peak import matmul_peak  # noqa: E402
 
 from finevl.data.jsonio import read_json, write_json_atomic  # noqa: E402
 from finevl.models.device import dtype_name, placement  # noqa: E402
@@ -50,18 +51,9 @@ TRAINERS = (*trainer_speed.TRAINERS[:1], "lit", *trainer_speed.TRAINERS[1:], "re
 REAL = ("ViT-B-32", "hf-ViT-B-32")  # open_clip's architecture; CLIPModel(CLIPConfig()) saved
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
-    """Best-of-3 GFLOP/s of an (n x n) @ (n x n) matmul in `dtype` on this process's threads."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        best = max(best, 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9)
-    return round(best, 1)
+def matmul_gflops(dtype: torch.dtype) -> float:
+    """A 2048^2 matmul's best-of-3 GFLOP/s in `dtype` (benchmarks/peak.py)."""
+    return matmul_peak(dtype=dtype)["gemm_gflops"]
 
 
 def timed(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -294,33 +286,50 @@ def _region(root: Path, world: Path, dtype: torch.dtype, repeats: int) -> tuple[
 # -- MFU ----------------------------------------------------------------------------------
 
 
+def vit_image_gflop(
+    width: int, layers: int, patch: int, image: int, out_dim: int, mlp_ratio: float = 4.0
+) -> float:
+    """GFLOP of one image through a ViT image tower, counted from its architecture (a
+    multiply-add is 2 FLOPs): the patch embedding, per layer the q/k/v and output projections,
+    the attention scores and their weighted sum, the MLP; the final projection."""
+    tokens, d, mlp = (image // patch) ** 2 + 1, width, int(mlp_ratio * width)
+    patches = 2 * (tokens - 1) * 3 * patch * patch * d
+    per_layer = 2 * tokens * (4 * d * d + 2 * d * mlp) + 2 * 2 * tokens * tokens * d
+    return (patches + layers * per_layer + 2 * d * out_dim) / 1e9
+
+
 def mfu_rows(rows: Rows, root: Path, worlds: dict[str, Path], repeats: int, batch: int) -> None:
-    """The ViT-B/32 image-embedding path's FLOP/s against both measured peaks."""
+    """The ViT-B/32 image-embedding path's FLOP/s against both matmul peaks, measured just
+    before it (this machine's speed drifts by up to 2x between runs, so a peak from another
+    moment misleads)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from finevl.models.clip import load_clip
 
-    peaks = rows.result["peak"]
     dirs = _clip_dirs(root, worlds["224"])
+    gflop = vit_image_gflop(width=768, layers=12, patch=32, image=224, out_dim=512)
     for name in REAL:
         if rows.done("mfu", name):
             continue
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"gflop_per_image_architecture": round(gflop, 3)}
         for label, dtype in (("fp32", torch.float32), ("auto", placement("cpu", "auto")[1])):
             clip = load_clip(dirs[name], dtype=dtype)
             pixels = torch.randint(0, 255, (batch, 3, 224, 224), dtype=torch.uint8)
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
-                clip.embed_pixels(pixels[:1])
-            flops = counter.get_total_flops()  # one image
+            if label == "fp32":  # the count cross-checked on the towers' plain training forward
+                with FlopCounterMode(display=False) as counter:
+                    clip.train().encode_image(clip.normalize_pixels(pixels[:1]))
+                row["gflop_per_image_flop_counter"] = round(counter.get_total_flops() / 1e9, 3)
+                clip.eval()
+            peaks = {p: matmul_gflops(d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
             s, _ = timed(lambda clip=clip, pixels=pixels: clip.embed_pixels(pixels), repeats)
-            gflops = flops * batch / s / 1e9
+            gflops = gflop * batch / s
             row[label] = {
                 "dtype": dtype_name(clip.dtype),
-                "gflop_per_image": round(flops / 1e9, 3),
                 "images_per_s": round(batch / s, 1),
                 "gflops": round(gflops, 1),
-                "mfu_vs_fp32_peak": round(gflops / peaks["fp32_gflops"], 3),
-                "mfu_vs_bf16_peak": round(gflops / peaks["bf16_gflops"], 3),
+                "peaks_gflops": peaks,
+                "mfu_vs_fp32_peak": round(gflops / peaks["fp32"], 3),
+                "mfu_vs_bf16_peak": round(gflops / peaks["bf16"], 3),
             }
         rows.add("mfu", name, row)
 
