@@ -24,7 +24,10 @@ class PlacedModel:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N (auto: a GPU if any)."})
     dtype: str = field(
         default="auto",
-        metadata={"help": "auto, float32, bfloat16 or float16 (auto: bf16 on a GPU, else fp32)."},
+        metadata={
+            "help": "auto, float32, bfloat16 or float16 (auto: bf16 on a GPU or on a CPU with fast "
+            "bf16, AMX or AVX512-BF16; else fp32)."
+        },
     )
 
 

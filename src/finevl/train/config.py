@@ -10,8 +10,8 @@ from finevl.errors import FinevlError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_HELP = (
-    "auto, fp32, bf16 or fp16 (autocast; fp16 on a GPU). auto: bf16 on a GPU or a CPU with "
-    "fast bf16 (AMX, AVX512-BF16), else fp32."
+    "auto, fp32, bf16 or fp16 (autocast; fp16 on a GPU). auto: bf16 on a GPU; on a CPU with "
+    "fast bf16 (AMX, AVX512-BF16), bf16 where this trainer measured faster so; else fp32."
 )
 _LOW_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 

@@ -66,7 +66,9 @@ class RegionEvalConfig:
     batch_size: int = field(default=64, metadata={"help": "Questions per generation batch."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest answer."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
-    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16."})
+    dtype: str = field(
+        default="auto", metadata={"help": "auto, float32, bfloat16 or float16 (auto: bf16 where fast)."}
+    )
 
     def __post_init__(self) -> None:
         if not self.model or not self.data or not self.out:
