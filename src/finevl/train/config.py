@@ -30,10 +30,10 @@ def resolve_precision(precision: str, cpu_auto: str = "bf16") -> str:
         return launched
     import torch
 
-    from finevl.models.device import fast_low_precision
+    from finevl.models.device import dtype_name, fast_low_precision
 
     if torch.cuda.is_available():
-        return _LOW_PRECISION[str(fast_low_precision(torch.device("cuda"))).removeprefix("torch.")]
+        return _LOW_PRECISION[dtype_name(fast_low_precision(torch.device("cuda")))]
     return cpu_auto if fast_low_precision(torch.device("cpu")) == torch.bfloat16 else "fp32"
 
 
