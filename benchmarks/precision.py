@@ -139,7 +139,7 @@ def auto_precisions() -> dict[str, str]:
 # -- inference ----------------------------------------------------------------------------
 
 
-def _clip_dirs(root: Path, size_world: Path) -> dict[str, Path]:
+def _clip_dirs(root: Path) -> dict[str, Path]:
     """Every CLIP measured, saved once so both precisions load the same weights."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
@@ -214,7 +214,7 @@ def inference_rows(rows: Rows, root: Path, worlds: dict[str, Path], repeats: int
     """Every inference path at fp32 and at auto on the same weights."""
     from finevl.models.clip import load_clip
 
-    dirs = _clip_dirs(root, worlds["224"])
+    dirs = _clip_dirs(root)
     auto_dtype = placement("cpu", "auto")[1]
     for name, folder in dirs.items():
         real = name in REAL
@@ -298,7 +298,7 @@ def vit_image_gflop(
     return (patches + layers * per_layer + 2 * d * out_dim) / 1e9
 
 
-def mfu_rows(rows: Rows, root: Path, worlds: dict[str, Path], repeats: int, batch: int) -> None:
+def mfu_rows(rows: Rows, root: Path, repeats: int, batch: int) -> None:
     """The ViT-B/32 image-embedding path's FLOP/s against both matmul peaks, measured just
     before it (this machine's speed drifts by up to 2x between runs, so a peak from another
     moment misleads)."""
@@ -306,7 +306,7 @@ def mfu_rows(rows: Rows, root: Path, worlds: dict[str, Path], repeats: int, batc
 
     from finevl.models.clip import load_clip
 
-    dirs = _clip_dirs(root, worlds["224"])
+    dirs = _clip_dirs(root)
     gflop = vit_image_gflop(width=768, layers=12, patch=32, image=224, out_dim=512)
     for name in REAL:
         if rows.done("mfu", name):
@@ -344,10 +344,9 @@ def clip_s_row(rows: Rows, root: Path, worlds: dict[str, Path], repeats: int) ->
 
     if rows.done("clip_s", "hf-ViT-B-32"):
         return
-    sys.path.insert(0, str(Path(__file__).parent))
     from clip_score import _torchmetrics  # the same torchmetrics loop as the tiny benchmark
 
-    folder = _clip_dirs(root, worlds["224"])["hf-ViT-B-32"]
+    folder = _clip_dirs(root)["hf-ViT-B-32"]
     _, rows_ = _paths_and_rows(worlds["224"], 256)
     fp32 = load_clip(folder, dtype=torch.float32)
     auto = load_clip(folder, dtype=placement("cpu", "auto")[1])
@@ -405,7 +404,7 @@ def main() -> None:
         if "inference" in args.sections:
             inference_rows(rows, root, worlds, args.repeats)
         if "mfu" in args.sections:
-            mfu_rows(rows, root, worlds, args.repeats, args.mfu_batch)
+            mfu_rows(rows, root, args.repeats, args.mfu_batch)
         if "clip_s" in args.sections:
             clip_s_row(rows, root, worlds, args.repeats)
 
