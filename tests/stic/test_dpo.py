@@ -85,8 +85,10 @@ def _trainer(lvlm_dir, world, tmp_path, sft_weight=0.05):
     return trainer, cfg
 
 
-def test_our_loss_equals_trls_on_the_same_batch(tiny_lvlm_dir, world, tmp_path):
-    trainer, cfg = _trainer(tiny_lvlm_dir, world, tmp_path)
+@pytest.mark.parametrize("tower", ["vit", "conv"])
+def test_our_loss_equals_trls_on_the_same_batch(tower, request, world, tmp_path):
+    lvlm_dir = request.getfixturevalue("tiny_lvlm_dir" if tower == "vit" else "conv_lvlm_dir")
+    trainer, cfg = _trainer(lvlm_dir, world, tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))
     model = trainer.model.eval()
     with torch.no_grad():

@@ -105,3 +105,41 @@ def test_a_llava_next_checkpoint_directory_loads_and_answers(tiny_lvlm_dir, worl
     together = lvlm.generate(ims, qs, max_new_tokens=4, batch_size=2)
     alone = [lvlm.generate([im], [q], max_new_tokens=4)[0] for im, q in zip(ims, qs, strict=True)]
     assert together == alone
+
+
+def test_conv_tower_llava_reads_the_stage_cells_and_reloads(conv_clip, conv_lvlm_dir, world):
+    clip, lvlm = load_clip(conv_clip).eval(), load_lvlm(conv_lvlm_dir)
+    assert lvlm.model.config.vision_config.model_type == "finevl_cells"
+    images = ImageCache(world)
+    pics = [images("images/00000000.png"), images("images/00000001.png")]
+    pixels = clip.preprocess_batch(pics)
+    with torch.no_grad():
+        out = lvlm.model.model.vision_tower(pixel_values=pixels)
+        cells = clip.inner.visual.trunk.forward_intermediates(pixels, intermediates_only=True)[2]
+        # the 1/8 map at 64 px: 8 x 8 cells of 128 channels, row-major, exactly the CLIP's
+        torch.testing.assert_close(out.last_hidden_state, cells.flatten(2).transpose(1, 2))
+        features = lvlm.model.get_image_features(
+            pixel_values=pixels, vision_feature_layer=2, vision_feature_select_strategy="full"
+        ).pooler_output
+    assert len(features) == 2 and features[0].shape == (64, lvlm.model.config.text_config.hidden_size)
+    # the processor writes one image token per cell
+    batch = lvlm.inputs(pics[:1], [lvlm.prompt("what is it?")])
+    assert int((batch["input_ids"] == lvlm.processor.image_token_id).sum()) == 64
+    # training the LLaVA with its tower frozen leaves the tower's batch-norm statistics alone
+    tower = lvlm.model.model.vision_tower
+    tower.requires_grad_(False)
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    lvlm.model.train()
+    lvlm.loss(lvlm.inputs(pics, [lvlm.prompt("q")] * 2, ["a red star", "a blue circle"], "right"))
+    assert all(torch.equal(before[k], v) for k, v in tower.state_dict().items())
+
+
+def test_a_llava_needs_a_vit_or_stage_maps(tmp_path):
+    from finevl.data.tokenizer import train_word_tokenizer
+    from finevl.models.lvlm import CHAT_WORDS, build_lvlm
+
+    tok = train_word_tokenizer(["a red star", CHAT_WORDS], tmp_path / "tok", 64)
+    with pytest.raises(FinevlError, match="ViT CLIP or a conv tower with stage maps; this one has a ModifiedResNet"):
+        build_lvlm(load_clip("RN50"), tok)
+    with pytest.raises(FinevlError, match="vision stage 7"):
+        build_lvlm(load_clip("finevl-tiny-conv"), tok, vision_stage=7)

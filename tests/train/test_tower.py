@@ -80,3 +80,116 @@ def test_lit_keeps_the_image_tower_and_trains_the_text_tower(world, tmp_path):
     image = [k for k in before if k.startswith("visual.")]
     assert image and all(torch.equal(before[k], after[k]) for k in image)  # batch-norm statistics too
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("transformer."))
+
+
+def test_context_tower_keeps_the_map_shapes_and_moves_with_position():
+    torch.manual_seed(0)
+    clip = load_clip("finevl-tiny-conv-ctx").eval()
+    trunk = clip.inner.visual.trunk
+    pixels = torch.zeros(1, 3, 64, 64)
+    moved = pixels.clone()
+    pixels[..., 4:14, 4:14], moved[..., 40:50, 40:50] = 1.0, 1.0  # one square, two places
+    with torch.no_grad():
+        maps = trunk.forward_intermediates(pixels, intermediates_only=True)
+        assert [m.shape[1:] for m in maps] == [(32, 32, 32), (64, 16, 16), (128, 8, 8), (256, 4, 4)]
+        assert trunk.forward_features(torch.zeros(1, 3, 128, 128)).shape == (1, 256, 8, 8)  # positions resampled
+        # a flat image's cells differ only by their learned positions
+        flat = trunk.forward_features(torch.zeros(1, 3, 64, 64))[0].flatten(1)
+        assert not torch.allclose(flat[:, 0], flat[:, 5])
+
+
+def test_cell_targets_name_the_covering_object_or_none():
+    from finevl.train.scene_heads import cell_targets
+
+    owners = torch.full((1, 8, 8), -1, dtype=torch.int8)
+    owners[0, :4, :4] = 0  # object 0 fills the top-left quarter
+    owners[0, 4:, 4:6] = 1  # object 1 covers half of the bottom-right quarter's cells
+    values = torch.tensor([[[3, 1, 2, 4], [5, 6, 1, 1]]])  # (N, M, A), indices + 1
+    cells = cell_targets(owners, values, {0: 2})[0]  # a 2x2 grid
+    assert cells.shape == (1, 2, 2, 4)
+    assert cells[0, 0, 0].tolist() == [3, 1, 2, 4]
+    assert cells[0, 0, 1].tolist() == [0, 0, 0, 0]  # background
+    # the bottom-right cell is half object 1, half background: a tie goes to background (first)
+    assert cells[0, 1, 1].tolist() == [0, 0, 0, 0]
+    owners[0, 4:, 4:7] = 1
+    assert cell_targets(owners, values, {0: 2})[0][0, 1, 1].tolist() == [5, 6, 1, 1]
+
+
+def test_relation_triples_hold_in_the_scene():
+    from finevl.language import vocab
+    from finevl.train.scene_heads import RELATIONS, triple_targets
+
+    shapes, colors = list(vocab.SHAPES), list(vocab.COLORS)
+    scene = {
+        "size": 64, "background": "snow", "occludes": [[0, 1]],
+        "objects": [
+            {"shape": "star", "color": "red", "size": "large", "pattern": "solid", "center": [10, 30], "radius": 8},
+            {"shape": "circle", "color": "blue", "size": "small", "pattern": "solid", "center": [20, 31], "radius": 5},
+        ],
+    }  # fmt: skip
+    t = triple_targets([scene])
+    v, r = len(shapes), len(RELATIONS)
+
+    def held(a: str, rel: str, b: str) -> bool:
+        return bool(t["shape"][0, (shapes.index(a) * r + RELATIONS.index(rel)) * v + shapes.index(b)])
+
+    assert held("star", "left of", "circle") and held("star", "in front of", "circle")
+    assert held("circle", "right of", "star") and held("circle", "behind", "star")
+    assert not held("star", "right of", "circle") and not held("circle", "above", "star")
+    assert t["shape"].sum() == 4 and t["color"].sum() == 4
+    cv = len(colors)
+    assert t["color"][0, (colors.index("red") * r + RELATIONS.index("left of")) * cv + colors.index("blue")] == 1
+
+
+def test_dense_and_relation_heads_train_and_report(world, tmp_path):
+    out = tmp_path / "scene"
+    summary = train_tower(
+        _tower_cfg(world, out, model="finevl-tiny-conv-ctx", dense_weight=1.0, relation_weight=1.0, eval_split="val")
+    )
+    scene = summary["metrics"]["scene"]
+    assert set(scene) == {"dense_stage2", "dense_stage3", "relation_pairs"}
+    assert set(scene["dense_stage2"]) == {"shape", "color", "size", "pattern"}
+    assert all(0.0 <= x <= 1.0 for x in scene["dense_stage3"].values())
+    assert (out / "checkpoint/model/scene_heads.safetensors").is_file()
+    # a continued run starts from the saved heads
+    heads = load_file(str(out / "checkpoint/model/scene_heads.safetensors"))
+    from finevl.train.scene_heads import SceneHeads
+
+    fresh = SceneHeads({2: 128, 3: 256}, 128, True)
+    assert set(heads) == set(fresh.state_dict())
+
+
+def test_scene_supervision_needs_masks_and_stage_maps(world, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(world, bare)
+    (bare / "instances.json").unlink()
+    with pytest.raises(FinevlError, match="need a world with object masks"):
+        train_tower(_tower_cfg(bare, tmp_path / "a", relation_weight=1.0))
+    with pytest.raises(FinevlError, match="four stage maps"):
+        train_tower(_tower_cfg(world, tmp_path / "b", model="finevl-tiny-vit", dense_weight=1.0))
+    with pytest.raises(FinevlError, match="stage indices"):
+        train_tower(_tower_cfg(world, tmp_path / "c", dense_weight=1.0, dense_stages="4"))
+
+
+def test_lit_with_an_unlocked_head_trains_only_the_head_on_the_image_side(world, tmp_path):
+    start = load_clip("finevl-tiny-conv").save(tmp_path / "start")
+    before = load_file(str(start / "open_clip_model.safetensors"))
+    cfg = ClipTrainConfig(
+        data=str(world), out=str(tmp_path / "lit"), model=str(start), steps=2, batch_size=8,
+        warmup_steps=1, lock_image=True, unlock_image_head=True,
+    )  # fmt: skip
+    train_clip(cfg)
+    after = load_file(str(tmp_path / "lit" / WEIGHTS))
+    trunk = [k for k in before if k.startswith("visual.trunk.")]
+    assert trunk and all(torch.equal(before[k], after[k]) for k in trunk)
+    assert not torch.equal(before["visual.head.proj.weight"], after["visual.head.proj.weight"])
+    with pytest.raises(FinevlError, match="needs --lock-image"):
+        ClipTrainConfig(data=str(world), out=str(tmp_path / "x"), unlock_image_head=True)
+    vit = ClipTrainConfig(
+        data=str(world), out=str(tmp_path / "vit"), model="finevl-tiny-vit", steps=1, batch_size=8,
+        lock_image=True, unlock_image_head=True,
+    )  # fmt: skip
+    with pytest.raises(FinevlError, match="timm image tower"):
+        train_clip(vit)

@@ -186,11 +186,18 @@ class Clip(Pretrained, nn.Module):
         """The modules of the image side (tower and its projection)."""
         raise NotImplementedError
 
-    def lock_image_tower(self) -> None:
+    def lock_image_tower(self, keep_head: bool = False) -> None:
         """LiT: the image side stops learning, batch-norm statistics included, so the text
-        side learns to read a tower that already sees."""
+        side learns to read a tower that already sees. With `keep_head`, the pool and
+        projection after a timm trunk still learn (what open_clip's timm lock leaves), so
+        the embedding can keep more of what the locked cells say."""
         for module in self.image_tower():
             module.eval().requires_grad_(False)
+        if keep_head:
+            head = getattr(getattr(self.inner, "visual", None), "head", None)
+            if not isinstance(head, nn.Module) or not hasattr(self.inner.visual, "trunk"):
+                raise FinevlError(f"{self.name}: --unlock-image-head needs a timm image tower (trunk + head)")
+            head.train().requires_grad_(True)
 
     # -- batched inference -----------------------------------------------------------
     def _chunk(self, tokens_per_item: int) -> int:
@@ -548,6 +555,18 @@ def _open_clip_from_name(name: str) -> Clip:
 
     model, _, preprocess = open_clip.create_model_and_transforms(name)
     return OpenClip(model, open_clip.get_tokenizer(name), preprocess, name, open_clip.get_model_config(name))
+
+
+def stage_tower(clip: Clip, needs: str = "a region model") -> nn.Module:
+    """The CLIP's timm trunk when it gives four stage maps (ConvNeXt, finevl's conv tower);
+    one error line, naming who `needs` it, otherwise."""
+    trunk = getattr(getattr(clip.inner, "visual", None), "trunk", None)
+    if trunk is None or not hasattr(trunk, "forward_intermediates") or len(trunk.feature_info) != 4:
+        raise FinevlError(
+            f"{clip.name}: {needs} needs a convolutional timm tower with four stage maps"
+            " (a ConvNeXt CLIP or finevl-tiny-conv)"
+        )
+    return trunk
 
 
 def check_safetensors(path: Path) -> None:

@@ -10,6 +10,7 @@ chat template, so `<image>` handling is the checkpoint's own.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 from finevl.data.files import save_pretrained_atomic
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
-from finevl.models.clip import Clip, check_safetensors
+from finevl.models.clip import Clip, check_safetensors, stage_tower
 
 IMAGE_TOKEN = "<image>"
 IGNORE_INDEX = -100
@@ -185,7 +186,10 @@ def _open_clip_vision_to_hf(visual: torch.nn.Module, image_size: int) -> tuple[A
     name = type(visual).__name__
     block = visual.transformer.resblocks[0] if hasattr(visual, "transformer") else None
     if name != "VisionTransformer" or block is None or not isinstance(block.ls_1, torch.nn.Identity):
-        raise FinevlError(f"an LLaVA vision tower needs a plain ViT CLIP; this one has a {name} image tower")
+        raise FinevlError(
+            "an LLaVA vision tower needs a ViT CLIP or a conv tower with stage maps;"
+            f" this one has a {name} image tower"
+        )
     width = visual.conv1.out_channels
     config = CLIPVisionConfig(
         hidden_size=width,
@@ -227,24 +231,70 @@ def _open_clip_vision_to_hf(visual: torch.nn.Module, image_size: int) -> tuple[A
     return config, {k: v.detach().clone() for k, v in state.items()}
 
 
-def clip_vision_tower(clip: Clip) -> tuple[Any, dict[str, torch.Tensor], Any]:
-    """(CLIPVisionConfig, `vision_model` state dict, image processor) of a finevl CLIP of
-    either family, for a LLaVA vision tower."""
+@dataclass
+class VisionTower:
+    """What a LLaVA needs of a CLIP's image side: the vision config, the vision model's
+    state dict, the image processor, and how its features become image tokens."""
+
+    config: Any
+    state: dict[str, torch.Tensor]
+    processor: Any
+    feature_layer: int  # LLaVA's `vision_feature_layer`
+    patch_size: int  # pixels per image token a side
+    extra_tokens: int  # tokens beyond the grid (a ViT's CLS)
+
+
+def default_cell_stage(trunk: torch.nn.Module, image_size: int) -> int:
+    """The stage map a LLaVA reads by default: Osprey's 1/16 (`res4`), or the 1/8 map where
+    1/16 leaves a small input at a few cells a side (64 px: 4 x 4); docs/stic.md measures both."""
+    reductions = [f["reduction"] for f in trunk.feature_info]
+    want = 8 if image_size // 16 < 8 else 16
+    return reductions.index(want) if want in reductions else len(reductions) - 1
+
+
+def clip_vision_tower(clip: Clip, stage: int | None = None) -> VisionTower:
+    """The LLaVA vision tower of a finevl CLIP: a ViT's tokens (open_clip ViTs converted to
+    `CLIPVisionModel`, HF CLIPs as they are), or a conv tower's stage-map cells
+    (`models/cells.py`; `stage`, default `default_cell_stage`)."""
     from transformers import CLIPImageProcessor
 
     side = clip.image_size
-    if clip.family == "hf":
-        config = clip.inner.config.vision_config
-        state = clip.inner.vision_model.state_dict()
-    else:
-        config, state = _open_clip_vision_to_hf(clip.inner.visual, side)
     processor = CLIPImageProcessor(
         size={"shortest_edge": side},
         crop_size={"height": side, "width": side},
         image_mean=list(clip.image_mean),
         image_std=list(clip.image_std),
     )
-    return config, state, processor
+    if clip.family == "hf":
+        config = clip.inner.config.vision_config
+        return VisionTower(config, clip.inner.vision_model.state_dict(), processor, -1, config.patch_size, 1)
+    visual = clip.inner.visual
+    if hasattr(visual, "trunk"):
+        return _cell_tower(clip, processor, stage)
+    config, state = _open_clip_vision_to_hf(visual, side)
+    return VisionTower(config, state, processor, -1, config.patch_size, 1)
+
+
+def _cell_tower(clip: Clip, processor: Any, stage: int | None) -> VisionTower:
+    from finevl.models.cells import CellTowerConfig, register_cell_tower
+
+    trunk = stage_tower(clip, "an LLaVA vision tower")
+    stages = len(trunk.feature_info)
+    stage = default_cell_stage(trunk, clip.image_size) if stage is None or stage < 0 else stage
+    if stage >= stages:
+        raise FinevlError(f"vision stage {stage}: this tower has stages 0-{stages - 1}")
+    info = trunk.feature_info[stage]
+    name = clip.inner_config["vision_cfg"]["timm_model_name"]
+    register_cell_tower()
+    config = CellTowerConfig(
+        timm_model_name=name,
+        image_size=clip.image_size,
+        feature_stage=stage,
+        hidden_size=info["num_chs"],
+        patch_size=info["reduction"],
+    )
+    state = {f"trunk.{k}": v.detach().clone() for k, v in trunk.state_dict().items()}
+    return VisionTower(config, state, processor, stage, info["reduction"], 0)
 
 
 def llama_config(tokenizer: Any, lm: str, max_positions: int) -> Any:
@@ -264,35 +314,38 @@ def llama_config(tokenizer: Any, lm: str, max_positions: int) -> Any:
     )
 
 
-def build_lvlm(clip: Clip, tokenizer: Any, lm: str = "tiny", seed: int = 0) -> Lvlm:
-    """A new LLaVA: the CLIP's image tower (weights copied, all CLS + patch features of the
-    last layer), a fresh two-layer GELU projector and a fresh Llama of preset `lm` over the
-    word `tokenizer` (which must know `<image>`)."""
+def build_lvlm(
+    clip: Clip, tokenizer: Any, lm: str = "tiny", seed: int = 0, vision_stage: int | None = None
+) -> Lvlm:
+    """A new LLaVA: the CLIP's image tower (weights copied; a ViT's CLS + patch features of
+    the last layer, or a conv tower's cells of stage `vision_stage`), a fresh two-layer GELU
+    projector and a fresh Llama of preset `lm` over the word `tokenizer` (which must know
+    `<image>`)."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_id is None or image_id == tokenizer.unk_token_id:
         raise FinevlError(f"the tokenizer has no {IMAGE_TOKEN} token")
-    vision_config, vision_state, image_processor = clip_vision_tower(clip)
+    tower = clip_vision_tower(clip, vision_stage)
     text_config = llama_config(tokenizer, lm, tokenizer.model_max_length)
     config = LlavaConfig(
-        vision_config=vision_config,
+        vision_config=tower.config,
         text_config=text_config,
         image_token_index=image_id,
         vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
+        vision_feature_layer=tower.feature_layer,
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    model.model.vision_tower.load_state_dict(vision_state)
+    model.model.vision_tower.load_state_dict(tower.state)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     tokenizer.chat_template = CHAT_TEMPLATE
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=tower.processor,
         tokenizer=tokenizer,
-        patch_size=vision_config.patch_size,
+        patch_size=tower.patch_size,
         vision_feature_select_strategy="full",
-        num_additional_image_tokens=1,  # the CLS feature
+        num_additional_image_tokens=tower.extra_tokens,  # a ViT's CLS feature
         image_token=IMAGE_TOKEN,
         chat_template=CHAT_TEMPLATE,
     )
@@ -331,8 +384,11 @@ def load_lvlm(path: str | Path, dtype: torch.dtype | None = None, device: torch.
     `device_map="auto"`, so a 7B model is spread over every GPU there is."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from finevl.models.cells import register_cell_tower
+
     path = Path(path)
     _check_dir(path)
+    register_cell_tower()  # a LLaVA on a finevl conv tower names `finevl_cells`
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             str(path),

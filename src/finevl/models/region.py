@@ -33,7 +33,7 @@ from finevl.data.images import model_array
 from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
-from finevl.models.clip import Clip, check_safetensors, load_clip
+from finevl.models.clip import Clip, check_safetensors, load_clip, stage_tower
 from finevl.models.lvlm import (
     CHAT_TEMPLATE,
     IMAGE_TOKEN,
@@ -155,17 +155,6 @@ def check_masks(masks: Sequence[np.ndarray], size: tuple[int, int], question: st
             raise FinevlError(f"mask {k + 1} is empty")
         if m.all():
             raise FinevlError(f"mask {k + 1} covers the whole image: it points at no region")
-
-
-def stage_tower(clip: Clip) -> nn.Module:
-    """The CLIP's timm trunk when it gives four stage maps (ConvNeXt, finevl's conv tower)."""
-    trunk = getattr(getattr(clip.inner, "visual", None), "trunk", None)
-    if trunk is None or not hasattr(trunk, "forward_intermediates") or len(trunk.feature_info) != 4:
-        raise FinevlError(
-            f"{clip.name}: a region model needs a convolutional timm tower with four stages"
-            " (a ConvNeXt CLIP or finevl-tiny-conv)"
-        )
-    return trunk
 
 
 def res4_level(feature_info: Sequence[dict[str, Any]]) -> int:

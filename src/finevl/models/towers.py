@@ -12,6 +12,12 @@ sees its outline. `ConvStages` keeps full resolution for its first 3x3 convoluti
 halves it by max-pooling after each stage (VGG-style), with batch norm: it learns shape in a
 few hundred steps. Four stages, so its `forward_intermediates` gives the four stage maps
 that the region model pools, as a ConvNeXt's does.
+
+`context_layers` > 0 adds a small transformer over the last stage's cells, with learned
+positions (`..._ctx`): a conv cell sees a window of the image, not where it is nor what lies
+across it, and an average pool of cells loses "what is where"; after the context layers each
+cell also carries its place and its neighbours, so relations survive the pool (docs/clip.md,
+"Relations in the tower").
 """
 
 from __future__ import annotations
@@ -19,14 +25,47 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+POOL_SIZE = (4, 4)  # the last map at 64 px; positions are resampled for other sizes
+
+
+class CellContext(nn.Module):
+    """Pre-norm transformer layers over a (B, C, H, W) map's cells, learned positions added
+    first; returns the map's shape."""
+
+    def __init__(self, channels: int, layers: int, heads: int = 4):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, POOL_SIZE[0] * POOL_SIZE[1], channels))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            channels, heads, 2 * channels, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from timm.layers import resample_abs_pos_embed
+
+        b, c, h, w = x.shape
+        pos = (
+            self.pos if (h, w) == POOL_SIZE else resample_abs_pos_embed(self.pos, [h, w], list(POOL_SIZE), 0)
+        )
+        cells = self.norm(self.layers(x.flatten(2).transpose(1, 2) + pos.to(x.dtype)))
+        return cells.transpose(1, 2).reshape(b, c, h, w)
+
 
 class ConvStages(nn.Module):
     """`len(widths)` stages of `depth` x (conv 3x3, BatchNorm, ReLU), each followed by a 2x2
-    max-pool; global average pool; timm's classifier interface (`num_features`,
-    `reset_classifier`, `forward_features`, `forward_head`, `forward_intermediates`)."""
+    max-pool; optional context layers over the last map's cells; global average pool; timm's
+    classifier interface (`num_features`, `reset_classifier`, `forward_features`,
+    `forward_head`, `forward_intermediates`)."""
 
     def __init__(
-        self, widths: tuple[int, ...] = (32, 64, 128, 256), depth: int = 1, num_classes: int = 0, **_: object
+        self,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        depth: int = 1,
+        num_classes: int = 0,
+        context_layers: int = 0,
+        **_: object,
     ):
         super().__init__()
         stages, chs = [], 3
@@ -38,11 +77,12 @@ class ConvStages(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         self.pool = nn.MaxPool2d(2)
+        self.context = CellContext(chs, context_layers) if context_layers else None
         self.num_features = chs
         self.feature_info = [
             {"num_chs": w, "reduction": 2 ** (k + 1), "module": f"stages.{k}"} for k, w in enumerate(widths)
         ]
-        self.default_cfg = {"pool_size": None}
+        self.default_cfg = {"pool_size": POOL_SIZE}  # what open_clip's attention pools start from
         self.global_pool = "avg"
         self.head: nn.Module = nn.Linear(chs, num_classes) if num_classes else nn.Identity()
 
@@ -63,15 +103,20 @@ class ConvStages(nn.Module):
         n = len(self.stages)
         take = range(n - indices, n) if isinstance(indices, int) else indices or range(n)
         maps = []
-        for stage in self.stages:
-            x = self.pool(stage(x))
+        for k, stage in enumerate(self.stages):
+            x = self._stage(k, stage, x)
             maps.append(x)
         chosen = [maps[k] for k in take]
         return chosen if intermediates_only else (x, chosen)
 
+    def _stage(self, k: int, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(stage(x))
+        last = k == len(self.stages) - 1
+        return self.context(x) if last and self.context is not None else x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = self.pool(stage(x))
+        for k, stage in enumerate(self.stages):
+            x = self._stage(k, stage, x)
         return x  # (B, C, H/16, W/16)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -85,6 +130,7 @@ class ConvStages(nn.Module):
 TOWERS = {
     "finevl_convstages_s": {"widths": (32, 64, 128, 256), "depth": 1},
     "finevl_convstages_m": {"widths": (48, 96, 192, 384), "depth": 2},
+    "finevl_convstages_s_ctx": {"widths": (32, 64, 128, 256), "depth": 1, "context_layers": 2},
 }
 
 

@@ -98,6 +98,10 @@ class ClipTrainConfig(RunConfig):
         default=False,
         metadata={"help": "Freeze the image tower (LiT): only the text side learns to read it."},
     )
+    unlock_image_head: bool = field(
+        default=False,
+        metadata={"help": "With --lock-image: the pool and projection after a timm trunk keep learning."},
+    )
     hard_negatives: int = field(
         default=0,
         metadata={"help": "K compositional negatives per caption in the image-to-text softmax (NegCLIP)."},
@@ -115,6 +119,8 @@ class ClipTrainConfig(RunConfig):
             raise FinevlError("--hard-negatives must be >= 0")
         if self.negative_vocab and not self.hard_negatives:
             raise FinevlError("--negative-vocab needs --hard-negatives K")
+        if self.unlock_image_head and not self.lock_image:
+            raise FinevlError("--unlock-image-head needs --lock-image")
 
 
 @dataclass
@@ -239,5 +245,18 @@ class TowerTrainConfig(RunConfig):
         metadata={"help": "Comma-separated attributes the head predicts."},
     )
     freeze: bool = field(default=False, metadata={"help": "Train only a linear head (a linear probe)."})
+    dense_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of dense supervision: each stage-map cell names its object (needs masks)."},
+    )
+    dense_stages: str = field(
+        default="2,3", metadata={"help": "Comma-separated stage maps (0-3) the dense heads read."}
+    )
+    relation_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the relation head: the embedding names the relation triples (needs masks)."
+        },
+    )
     eval_data: str = field(default="", metadata={"help": "World to measure on; empty: --data."})
     eval_split: str = field(default="test", metadata={"help": "Split of the evaluation world."})

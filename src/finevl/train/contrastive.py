@@ -135,7 +135,7 @@ def train_clip(
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model).train()
     if cfg.lock_image:
-        clip.lock_image_tower()  # LiT
+        clip.lock_image_tower(keep_head=cfg.unlock_image_head)  # LiT
     data = load_image_text(cfg.data, clip.image_size, split=cfg.split)
     trainer.setup(clip, betas=(0.9, 0.98), eps=1e-6)
     loss_fn = NegClipLoss(

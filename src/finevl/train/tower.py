@@ -14,12 +14,17 @@ equally among them), summed over attributes. (A binary cross-entropy per value l
 far slower: 0.27 against CE's figure in docs/clip.md, same steps.) Accuracy is measured on the
 evaluation split's one-object images (argmax within each attribute), where an object
 attribute is unambiguous.
+
+With `dense_weight` or `relation_weight`, scene heads (`train/scene_heads.py`) add
+supervision from the world's exact masks and relations: what each stage-map cell covers,
+and which relation triples the pooled embedding must carry.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +35,18 @@ from torch import nn
 from finevl.data.formats import FinecapRecord
 from finevl.data.imagetext import ImageTextSet, load_image_text
 from finevl.data.jsonio import write_json_atomic
+from finevl.data.owners import owner_maps
 from finevl.errors import FinevlError
-from finevl.models.clip import Clip, load_clip
+from finevl.models.clip import Clip, load_clip, stage_tower
 from finevl.train.config import TowerTrainConfig
+from finevl.train.scene_heads import SceneHeads, cell_targets, object_values, scene_accuracy, triple_targets
 from finevl.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 OBJECT_ATTRIBUTES = ("shape", "color", "size", "pattern")
 HEAD_FILE = "attribute_head.safetensors"
+SCENE_HEADS_FILE = "scene_heads.safetensors"
 
 
 def attribute_values(fine: list[FinecapRecord | None], attributes: list[str]) -> dict[str, list[str]]:
@@ -83,12 +91,10 @@ def _present(scene: dict[str, Any], attribute: str) -> set[str]:
 class AttributeProbe(nn.Module):
     """A CLIP whose image embedding feeds one linear head over every attribute's values."""
 
-    def __init__(self, clip: Clip, values: dict[str, list[str]]):
+    def __init__(self, clip: Clip, values: dict[str, list[str]], scene: SceneHeads | None = None):
         super().__init__()
-        self.clip, self.values = clip, values
-        blank = torch.zeros(1, 3, clip.image_size, clip.image_size)
-        dim = clip.encode_image(blank, normalize=False).shape[-1]
-        self.head = nn.Linear(dim, sum(len(v) for v in values.values()))
+        self.clip, self.values, self.scene = clip, values, scene
+        self.head = nn.Linear(embedding_dim(clip), sum(len(v) for v in values.values()))
         self.columns: dict[str, slice] = {}  # each attribute's logit columns
         start = 0
         for a, vs in values.items():
@@ -98,6 +104,19 @@ class AttributeProbe(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, V) attribute logits."""
         return self.head(self.clip.encode_image(pixels, normalize=False))
+
+    def forward_scene(
+        self, pixels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor]:
+        """(attribute logits, the dense heads' stage maps by index, the unnormalised
+        embedding), from one pass through the trunk (open_clip timm towers)."""
+        assert self.scene is not None
+        visual = self.clip.inner.visual
+        x = pixels.to(self.clip.device, self.clip.dtype)
+        maps = visual.trunk.forward_intermediates(x, intermediates_only=True)
+        embedding = visual.head(visual.trunk.forward_head(maps[-1]))
+        wanted = {int(k): maps[int(k)] for k in self.scene.dense}
+        return self.head(embedding), wanted, embedding
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Sum over attributes of the cross-entropy against the present values' share."""
@@ -113,13 +132,21 @@ class AttributeProbe(nn.Module):
 
         out = self.clip.save(out_dir)
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
+        if self.scene is not None:
+            save_file({k: v.contiguous() for k, v in self.scene.state_dict().items()}, out / SCENE_HEADS_FILE)
         return out
 
     def load_head(self, model_dir: Path) -> None:
+        """The heads a resumed (or continued) run saved beside its model, where they fit."""
         from safetensors.torch import load_file
 
-        if (model_dir / HEAD_FILE).is_file():
-            self.head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
+        for module, name in ((self.head, HEAD_FILE), (self.scene, SCENE_HEADS_FILE)):
+            if module is None or not (model_dir / name).is_file():
+                continue
+            state = load_file(str(model_dir / name))
+            mine = module.state_dict()
+            if all(k in mine and mine[k].shape == v.shape for k, v in state.items()):
+                module.load_state_dict(state, strict=False)
 
     @torch.inference_mode()
     def accuracy(
@@ -145,23 +172,72 @@ class AttributeProbe(nn.Module):
         return result
 
 
+def embedding_dim(clip: Clip) -> int:
+    blank = torch.zeros(1, 3, clip.image_size, clip.image_size)
+    with torch.no_grad():
+        return clip.encode_image(blank, normalize=False).shape[-1]
+
+
 def _one_object(data: ImageTextSet) -> torch.Tensor:
     return torch.tensor([len(_scene(r)["objects"]) == 1 for r in data.fine])
+
+
+@dataclass
+class SceneTargets:
+    """Dense and relation targets of a data set, for the scene heads."""
+
+    cells: dict[int, torch.Tensor]
+    triples: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(
+        cls, data: str, split: str | None, images: ImageTextSet, side: int, grids: dict[int, int]
+    ) -> SceneTargets:
+        owners = owner_maps(data, side, split)
+        if len(owners) != len(images):
+            raise FinevlError(f"{data}: {len(owners)} instance maps for {len(images)} images")
+        scenes = [_scene(r) for r in images.fine]
+        return cls(cell_targets(owners, object_values(scenes), grids), triple_targets(scenes))
+
+    def rows(self, idx: torch.Tensor, device: torch.device) -> SceneTargets:
+        return SceneTargets(
+            {k: v[idx].to(device) for k, v in self.cells.items()},
+            {k: v[idx].to(device) for k, v in self.triples.items()},
+        )
+
+
+def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, dict[int, int]]:
+    if not (cfg.dense_weight or cfg.relation_weight):
+        return None, {}
+    trunk = stage_tower(clip, "dense or relation supervision")
+    stages = [int(k) for k in cfg.dense_stages.split(",") if k.strip()] if cfg.dense_weight else []
+    if any(not 0 <= k < len(trunk.feature_info) for k in stages):
+        raise FinevlError(
+            f"--dense-stages {cfg.dense_stages!r}: stage indices are 0-{len(trunk.feature_info) - 1}"
+        )
+    info = trunk.feature_info
+    grids = {k: clip.image_size // info[k]["reduction"] for k in stages}
+    heads = SceneHeads({k: info[k]["num_chs"] for k in stages}, embedding_dim(clip), cfg.relation_weight > 0)
+    return heads, grids
 
 
 def train_tower(
     cfg: TowerTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Train the attribute head (and, unless `freeze`, the image tower); the summary holds
-    per-attribute test accuracy on one-object images (also `run/probe.json`)."""
+    """Train the attribute head (and, unless `freeze`, the image tower; with scene weights,
+    the dense and relation heads too); the summary holds per-attribute test accuracy on
+    one-object images and the scene heads' accuracies (also `run/probe.json`)."""
     trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model)
     attributes = [a.strip() for a in cfg.attributes.split(",") if a.strip()]
+    heads, grids = _scene_heads(cfg, clip)
     train = load_image_text(cfg.data, clip.image_size, split=cfg.split)
-    test = load_image_text(cfg.eval_data or cfg.data, clip.image_size, split=cfg.eval_split)
-    probe = AttributeProbe(clip, attribute_values(train.fine, attributes))
-    if Path(trainer.start_model) != Path(cfg.model):
+    eval_data = cfg.eval_data or cfg.data
+    test = load_image_text(eval_data, clip.image_size, split=cfg.eval_split)
+    scene_train = SceneTargets.of(cfg.data, cfg.split, train, clip.image_size, grids) if heads else None
+    probe = AttributeProbe(clip, attribute_values(train.fine, attributes), heads)
+    if Path(trainer.start_model).is_dir():
         probe.load_head(Path(trainer.start_model))
     for p in clip.parameters():
         p.requires_grad = False
@@ -176,14 +252,27 @@ def train_tower(
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         pixels = clip.normalize_pixels(train.images[idx].to(trainer.device))
-        return probe.loss(probe(pixels), targets[idx].to(trainer.device))
+        if heads is None or scene_train is None:
+            return probe.loss(probe(pixels), targets[idx].to(trainer.device))
+        logits, maps, embedding = probe.forward_scene(pixels)
+        scene = scene_train.rows(idx, trainer.device)
+        loss = probe.loss(logits, targets[idx].to(trainer.device))
+        if cfg.dense_weight:
+            loss = loss + cfg.dense_weight * heads.dense_loss(maps, scene.cells)
+        if cfg.relation_weight:
+            loss = loss + cfg.relation_weight * heads.relation_loss(embedding, scene.triples)
+        return loss
 
     summary = trainer.fit(trainer.shares(len(train)), loss_of, progress)
     metrics = probe.accuracy(test.images, attribute_targets(test.fine, probe.values), _one_object(test))
+    if heads is not None:
+        metrics["scene"] = _scene_metrics(
+            probe, test, SceneTargets.of(eval_data, cfg.eval_split, test, clip.image_size, grids)
+        )
     result = {
         "task": "attribute_probe",
         "model": str(cfg.model),
-        "dataset": str(cfg.eval_data or cfg.data),
+        "dataset": str(eval_data),
         "split": cfg.eval_split,
         "mode": "linear probe (tower frozen)" if cfg.freeze else "tower trained",
         "metrics": metrics,
@@ -191,3 +280,23 @@ def train_tower(
     }
     write_json_atomic(trainer.folder / "probe.json", result)
     return result
+
+
+def _scene_metrics(probe: AttributeProbe, test: ImageTextSet, scene: SceneTargets) -> dict[str, Any]:
+    """The scene heads' accuracies on the evaluation images, in batches of 256."""
+    was = probe.training
+    probe.eval()
+    maps: dict[int, list[torch.Tensor]] = {}
+    embeddings = []
+    with torch.inference_mode():
+        for i in range(0, len(test), 256):
+            _, m, e = probe.forward_scene(probe.clip.normalize_pixels(test.images[i : i + 256]))
+            embeddings.append(e.float().cpu())
+            for k, v in m.items():
+                maps.setdefault(k, []).append(v.float().cpu())
+    probe.train(was)
+    assert probe.scene is not None
+    heads = probe.scene.float().cpu()
+    return scene_accuracy(
+        heads, {k: torch.cat(v) for k, v in maps.items()}, torch.cat(embeddings), scene.cells, scene.triples
+    )

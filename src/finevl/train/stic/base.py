@@ -85,7 +85,9 @@ def train_base(
             if not (out / "tokenizer" / "tokenizer.json").is_file():
                 corpus = [t.answer for t in turns["lm"]] + all_prompts() + [CHAT_WORDS]
                 train_word_tokenizer(corpus, out / "tokenizer", MAX_TOKENS)
-    start = build_lvlm(load_clip(cfg.clip), load_tokenizer(out / "tokenizer"), cfg.lm, cfg.seed)
+    start = build_lvlm(
+        load_clip(cfg.clip), load_tokenizer(out / "tokenizer"), cfg.lm, cfg.seed, cfg.vision_stage
+    )
     summaries: dict[str, Any] = {}
     model, steps = "", {"lm": cfg.lm_steps, "align": cfg.align_steps, "sft": cfg.sft_steps}
     for stage in STAGES:

@@ -46,7 +46,16 @@ class BaseConfig:
     CPU_AUTO: ClassVar[str] = "fp32"  # its stages in bf16: 0.75x fp32's steps/s (docs/performance.md)
 
     data: str = field(default="", metadata={"help": "World folder (images and annotations)."})
-    clip: str = field(default="", metadata={"help": "CLIP whose image tower the model sees through (ViT)."})
+    clip: str = field(
+        default="",
+        metadata={"help": "CLIP whose image tower the model sees through (a ViT, or a conv tower's cells)."},
+    )
+    vision_stage: int = field(
+        default=-1,
+        metadata={
+            "help": "Conv towers: the stage map (0-3) giving the image tokens; -1: 1/8 at 64 px, else 1/16."
+        },
+    )
     out: str = field(default="", metadata={"help": "Run folder: tokenizer, one sub-run per stage."})
     lm: str = field(default="tiny", metadata={"help": "Language-model preset (tiny, small)."})
     lm_steps: int = field(default=600, metadata={"help": "Steps of language modelling on world text."})
@@ -171,7 +180,14 @@ class PipelineConfig:
     """
 
     data: str = field(default="", metadata={"help": "World folder."})
-    clip: str = field(default="", metadata={"help": "CLIP (ViT) whose image tower the model uses."})
+    clip: str = field(
+        default="",
+        metadata={"help": "CLIP whose image tower the model uses (a ViT, or a conv tower's cells)."},
+    )
+    vision_stage: int = field(
+        default=-1,
+        metadata={"help": "Conv towers: the stage map whose cells are the image tokens; -1: auto."},
+    )
     out: str = field(default="", metadata={"help": "Run folder (one sub-folder per stage)."})
     lm_steps: int = field(default=200, metadata={"help": "Base: language-model steps."})
     align_steps: int = field(default=60, metadata={"help": "Base: projector-alignment steps."})
