@@ -11,6 +11,10 @@ Recipes (`--recipe`):
 - `contrastive`: `clip train` from the preset for the whole budget;
 - `lit`: `clip tower` trains the image tower on a one-object world's attributes
   (`--tower-minutes`), then `clip train --lock-image` teaches a text tower to read it.
+Towers that see where things are (issue 32): `--scene-images N` adds a many-object world of N
+images (seed 4, never evaluated on) to the tower's data, and `--dense-weight`,
+`--relation-weight`, `--binding-weight` turn on its scene heads (docs/clip.md, "Relations in
+the tower"); `--unlock-image-head` lets the tower's projection learn in the text stage.
 `--hard-negatives K` and `--group-by background` add NegCLIP negatives and grouped batches
 to the contrastive stage (the ablation's columns); `--mix-images N` mixes a one-object world
 of N images into it, so the text tower also reads one-object captions (size is relative in
@@ -66,21 +70,31 @@ def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple
     precision = f"-{args.precision}" if args.precision != "fp32" else ""  # fp32 runs keep their old names
     tower_tag = f"t{args.tower_images}x{args.tower_steps}"
     tower_tag += f"b{args.tower_batch}" if args.tower_batch != 128 else ""
+    if args.scene_images:
+        weights = (args.dense_weight, args.relation_weight, args.binding_weight)
+        tower_tag += f"-scene{args.scene_images}-d{weights[0]:g}r{weights[1]:g}b{weights[2]:g}"
     if args.recipe == "lit":
         tag += f"-{tower_tag}"
     tag += f"-k{args.hard_negatives}-{args.group_by or 'random'}"
-    tag += (f"-mix{args.mix_images}" if args.mix_images else "") + precision
+    tag += (f"-mix{args.mix_images}" if args.mix_images else "") + ("-head" if args.unlock_image_head else "")
+    tag += precision
     start, info = args.model, {}
     if args.recipe == "lit":
         tower = work / f"tower-{args.model}-{tower_tag}{precision}-seed{seed}"
+        scene = {"dense_weight": args.dense_weight, "relation_weight": args.relation_weight}
+        scene["binding_weight"] = args.binding_weight
+        warmup = 100 if args.scene_images else 50
         cfg = TowerTrainConfig(
-            data=str(worlds["tower"]), out=str(tower), model=args.model, steps=args.tower_steps,
-            batch_size=args.tower_batch, warmup_steps=50, max_minutes=args.tower_minutes, seed=seed,
-            eval_data=str(worlds["one"]), eval_split="test", save_every=10_000, precision=args.precision,
+            data=str(worlds["tower"]) + (f"::{worlds['scene']}" if args.scene_images else ""),
+            split="train" if args.scene_images else None, out=str(tower), model=args.model,
+            steps=args.tower_steps, batch_size=args.tower_batch, warmup_steps=warmup,
+            max_minutes=args.tower_minutes, seed=seed, eval_data=str(worlds["one"]), eval_split="test",
+            save_every=10_000, precision=args.precision, **(scene if args.scene_images else {}),
         )  # fmt: skip
         summary = _done(tower / "probe.json") or train_tower(cfg, resume=tower.exists())
         info["tower"] = {"seconds": round(summary["seconds"], 1), "steps": summary["steps"]}
-        info["tower"]["probe"] = {a: m["acc1"] for a, m in summary["metrics"].items()}
+        info["tower"]["probe"] = {a: m["acc1"] for a, m in summary["metrics"].items() if "acc1" in m}
+        info["tower"]["scene"] = summary["metrics"].get("scene")
         start = str(tower / "checkpoint" / "model")
     run = work / f"clip-{tag}-seed{seed}"
     data = f"{worlds['main']}::{worlds['mix']}" if args.mix_images else str(worlds["main"])
@@ -88,7 +102,7 @@ def train(args: argparse.Namespace, seed: int, worlds: dict[str, Path]) -> tuple
         data=data, out=str(run), model=start, steps=args.steps, batch_size=128, lr=1e-3,
         warmup_steps=50, max_minutes=args.minutes, save_every=10_000, seed=seed,
         lock_image=args.recipe == "lit", hard_negatives=args.hard_negatives, group_by=args.group_by,
-        precision=args.precision,
+        precision=args.precision, unlock_image_head=args.unlock_image_head,
     )  # fmt: skip
     summary = _done(run / "summary.json") or train_clip(
         cfg, resume=run.exists(), check=caption_is_false, default_vocab=negative_vocab()
@@ -134,6 +148,11 @@ def main() -> None:
         "--mix-images", type=int, default=0,
         help="Mix a one-object world of N images into the contrastive stage's data (0: none).",
     )  # fmt: skip
+    parser.add_argument("--scene-images", type=int, default=0, help="LiT: a many-object world for the tower.")
+    parser.add_argument("--dense-weight", type=float, default=1.0, help="With --scene-images.")
+    parser.add_argument("--relation-weight", type=float, default=2.0, help="With --scene-images.")
+    parser.add_argument("--binding-weight", type=float, default=1.0, help="With --scene-images.")
+    parser.add_argument("--unlock-image-head", action="store_true", help="LiT: the projection learns too.")
     parser.add_argument("--hard-negatives", type=int, default=0)
     parser.add_argument("--group-by", default="")
     parser.add_argument("--size", type=int, default=64, help="Image side of the worlds.")
@@ -153,6 +172,10 @@ def main() -> None:
             max_objects=1,
         ),  # fmt: skip
     }
+    if args.scene_images:
+        worlds["scene"] = ensure_world(
+            work / f"fs{size}-scenes-{args.scene_images}", n=args.scene_images, size=size, seed=4
+        )
     if args.mix_images:
         worlds["mix"] = ensure_world(
             work / f"fs{size}-one-object-train-{args.mix_images}", n=args.mix_images, size=size, seed=2,
@@ -162,17 +185,16 @@ def main() -> None:
     for seed in args.seeds:
         model, info = train(args, seed, worlds)
         per_seed.append({"seed": seed, **info, **measure(load_clip(model), worlds)})  # measured in fp32
-    keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], float)]
-    summary = {k: mean_std([r[k] for r in per_seed]) for k in keys}
-    result = {
-        "benchmark": "clip_fineshapes",
-        "settings": vars(args),
-        "summary": summary,
-        "per_seed": per_seed,
-        "targets": {f"zeroshot_{a}": t for a, t in TARGETS.items()},
-    }
-    if args.out:
-        write_json_atomic(args.out, result)
+        keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], float)]
+        result = {
+            "benchmark": "clip_fineshapes",
+            "settings": vars(args),
+            "summary": {k: mean_std([r[k] for r in per_seed]) for k in keys},
+            "per_seed": per_seed,
+            "targets": {f"zeroshot_{a}": t for a, t in TARGETS.items()},
+        }
+        if args.out:  # each seed as it finishes (its runs resume from their folders)
+            write_json_atomic(args.out, result)
     print(json.dumps(result, indent=1))
 
 

@@ -139,7 +139,9 @@ def test_a_llava_needs_a_vit_or_stage_maps(tmp_path):
     from finevl.models.lvlm import CHAT_WORDS, build_lvlm
 
     tok = train_word_tokenizer(["a red star", CHAT_WORDS], tmp_path / "tok", 64)
-    with pytest.raises(FinevlError, match="ViT CLIP or a conv tower with stage maps; this one has a ModifiedResNet"):
+    with pytest.raises(
+        FinevlError, match="ViT CLIP or a conv tower with stage maps; this one has a ModifiedResNet"
+    ):
         build_lvlm(load_clip("RN50"), tok)
     with pytest.raises(FinevlError, match="vision stage 7"):
         build_lvlm(load_clip("finevl-tiny-conv"), tok, vision_stage=7)

@@ -92,7 +92,12 @@ def test_context_tower_keeps_the_map_shapes_and_moves_with_position():
     with torch.no_grad():
         maps = trunk.forward_intermediates(pixels, intermediates_only=True)
         assert [m.shape[1:] for m in maps] == [(32, 32, 32), (64, 16, 16), (128, 8, 8), (256, 4, 4)]
-        assert trunk.forward_features(torch.zeros(1, 3, 128, 128)).shape == (1, 256, 8, 8)  # positions resampled
+        assert trunk.forward_features(torch.zeros(1, 3, 128, 128)).shape == (
+            1,
+            256,
+            8,
+            8,
+        )  # positions resampled
         # a flat image's cells differ only by their learned positions
         flat = trunk.forward_features(torch.zeros(1, 3, 64, 64))[0].flatten(1)
         assert not torch.allclose(flat[:, 0], flat[:, 5])
@@ -115,6 +120,17 @@ def test_cell_targets_name_the_covering_object_or_none():
     assert cell_targets(owners, values, {0: 2})[0][0, 1, 1].tolist() == [5, 6, 1, 1]
 
 
+def _obj(shape: str, color: str, cx: float, cy: float, radius: float, size: str = "small") -> dict:
+    return {
+        "shape": shape,
+        "color": color,
+        "size": size,
+        "pattern": "solid",
+        "center": [cx, cy],
+        "radius": radius,
+    }
+
+
 def test_relation_triples_hold_in_the_scene():
     from finevl.language import vocab
     from finevl.train.scene_heads import RELATIONS, triple_targets
@@ -122,10 +138,7 @@ def test_relation_triples_hold_in_the_scene():
     shapes, colors = list(vocab.SHAPES), list(vocab.COLORS)
     scene = {
         "size": 64, "background": "snow", "occludes": [[0, 1]],
-        "objects": [
-            {"shape": "star", "color": "red", "size": "large", "pattern": "solid", "center": [10, 30], "radius": 8},
-            {"shape": "circle", "color": "blue", "size": "small", "pattern": "solid", "center": [20, 31], "radius": 5},
-        ],
+        "objects": [_obj("star", "red", 10, 30, 8, "large"), _obj("circle", "blue", 20, 31, 5)],
     }  # fmt: skip
     t = triple_targets([scene])
     v, r = len(shapes), len(RELATIONS)
@@ -138,16 +151,33 @@ def test_relation_triples_hold_in_the_scene():
     assert not held("star", "right of", "circle") and not held("circle", "above", "star")
     assert t["shape"].sum() == 4 and t["color"].sum() == 4
     cv = len(colors)
-    assert t["color"][0, (colors.index("red") * r + RELATIONS.index("left of")) * cv + colors.index("blue")] == 1
+    assert (
+        t["color"][0, (colors.index("red") * r + RELATIONS.index("left of")) * cv + colors.index("blue")] == 1
+    )
+
+
+def test_binding_targets_tell_a_swap_apart():
+    from finevl.language import vocab
+    from finevl.train.scene_heads import binding_targets
+
+    def scene(first: str, second: str) -> dict:
+        objs = [_obj("star", first, 10, 10, 5), _obj("circle", second, 40, 40, 5)]
+        return {"size": 64, "background": "snow", "objects": objs}
+
+    a, b = binding_targets([scene("red", "blue"), scene("blue", "red")])["color+shape"]
+    shapes, colors = list(vocab.SHAPES), list(vocab.COLORS)
+    assert a[colors.index("red") * len(shapes) + shapes.index("star")] == 1
+    assert b[colors.index("red") * len(shapes) + shapes.index("star")] == 0
+    assert a.sum() == b.sum() == 2 and not torch.equal(a, b)  # same bag of colours, other bindings
 
 
 def test_dense_and_relation_heads_train_and_report(world, tmp_path):
     out = tmp_path / "scene"
-    summary = train_tower(
-        _tower_cfg(world, out, model="finevl-tiny-conv-ctx", dense_weight=1.0, relation_weight=1.0, eval_split="val")
-    )
+    weights = {"dense_weight": 1.0, "relation_weight": 1.0, "binding_weight": 1.0}
+    summary = train_tower(_tower_cfg(world, out, model="finevl-tiny-conv-ctx", eval_split="val", **weights))
     scene = summary["metrics"]["scene"]
-    assert set(scene) == {"dense_stage2", "dense_stage3", "relation_pairs"}
+    assert set(scene) == {"dense_stage2", "dense_stage3", "relation_pairs", "binding_top"}
+    assert set(scene["binding_top"]) == {"color+shape", "size+shape", "pattern+shape"}
     assert set(scene["dense_stage2"]) == {"shape", "color", "size", "pattern"}
     assert all(0.0 <= x <= 1.0 for x in scene["dense_stage3"].values())
     assert (out / "checkpoint/model/scene_heads.safetensors").is_file()
@@ -155,7 +185,7 @@ def test_dense_and_relation_heads_train_and_report(world, tmp_path):
     heads = load_file(str(out / "checkpoint/model/scene_heads.safetensors"))
     from finevl.train.scene_heads import SceneHeads
 
-    fresh = SceneHeads({2: 128, 3: 256}, 128, True)
+    fresh = SceneHeads({2: 128, 3: 256}, 128, relation=True, binding=True)
     assert set(heads) == set(fresh.state_dict())
 
 

@@ -65,9 +65,13 @@ class ConvStages(nn.Module):
         depth: int = 1,
         num_classes: int = 0,
         context_layers: int = 0,
+        stem_pool: int = 1,
         **_: object,
     ):
         super().__init__()
+        # a 2x average pool before the first conv: at 128 px a FineShapes object is up to 50 px
+        # across, wider than the 46 px the four stages see; pooled, it fits as at 64 px
+        self.stem = nn.AvgPool2d(stem_pool) if stem_pool > 1 else nn.Identity()
         stages, chs = [], 3
         for width in widths:
             layers: list[nn.Module] = []
@@ -80,7 +84,8 @@ class ConvStages(nn.Module):
         self.context = CellContext(chs, context_layers) if context_layers else None
         self.num_features = chs
         self.feature_info = [
-            {"num_chs": w, "reduction": 2 ** (k + 1), "module": f"stages.{k}"} for k, w in enumerate(widths)
+            {"num_chs": w, "reduction": stem_pool * 2 ** (k + 1), "module": f"stages.{k}"}
+            for k, w in enumerate(widths)
         ]
         self.default_cfg = {"pool_size": POOL_SIZE}  # what open_clip's attention pools start from
         self.global_pool = "avg"
@@ -103,6 +108,7 @@ class ConvStages(nn.Module):
         n = len(self.stages)
         take = range(n - indices, n) if isinstance(indices, int) else indices or range(n)
         maps = []
+        x = self.stem(x)
         for k, stage in enumerate(self.stages):
             x = self._stage(k, stage, x)
             maps.append(x)
@@ -115,9 +121,10 @@ class ConvStages(nn.Module):
         return self.context(x) if last and self.context is not None else x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
         for k, stage in enumerate(self.stages):
             x = self._stage(k, stage, x)
-        return x  # (B, C, H/16, W/16)
+        return x  # (B, C, H/16, W/16), or /32 behind a pooling stem
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3)) if self.global_pool else x
@@ -131,6 +138,13 @@ TOWERS = {
     "finevl_convstages_s": {"widths": (32, 64, 128, 256), "depth": 1},
     "finevl_convstages_m": {"widths": (48, 96, 192, 384), "depth": 2},
     "finevl_convstages_s_ctx": {"widths": (32, 64, 128, 256), "depth": 1, "context_layers": 2},
+    # for 128 px: the same tower behind a 2x average-pool stem (its maps at 1/4 ... 1/32)
+    "finevl_convstages_s2_ctx": {
+        "widths": (32, 64, 128, 256),
+        "depth": 1,
+        "context_layers": 2,
+        "stem_pool": 2,
+    },
 }
 
 

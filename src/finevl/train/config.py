@@ -258,5 +258,9 @@ class TowerTrainConfig(RunConfig):
             "help": "Weight of the relation head: the embedding names the relation triples (needs masks)."
         },
     )
+    binding_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the binding head: the embedding names its (colour, shape), ... pairs."},
+    )
     eval_data: str = field(default="", metadata={"help": "World to measure on; empty: --data."})
     eval_split: str = field(default="test", metadata={"help": "Split of the evaluation world."})

@@ -8,7 +8,11 @@ attribute head of `train/tower.py`:
 - a relation head on the pooled embedding: which (shape, relation, shape) and (colour,
   relation, colour) triples hold in the image, one softmax per family over every triple, the
   target shared among those present (as the attribute head shares among values). Linear on
-  the embedding, as a text tower reads it, so relations must survive the pool.
+  the embedding, as a text tower reads it, so relations must survive the pool;
+- a binding head on the embedding, the same way: which (colour, shape), (size, shape) and
+  (pattern, shape) pairs are objects of the image. A per-attribute head is satisfied by a bag
+  of values, which cannot tell "a red star and a blue circle" from "a blue star and a red
+  circle" (swap-att); these pairs can.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from finevl.language.facts import scene_from_record
 DENSE_ATTRIBUTES = ("shape", "color", "size", "pattern")
 RELATIONS = list(vocab.RELATIONS)
 TRIPLE_FAMILIES = {"shape": list(vocab.SHAPES), "color": list(vocab.COLORS)}
+BINDINGS = {"color+shape": "color", "size+shape": "size", "pattern+shape": "pattern"}
 
 
 def _values() -> dict[str, list[str]]:
@@ -70,16 +75,46 @@ def triple_targets(scenes: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return out
 
 
-class SceneHeads(nn.Module):
-    """Dense heads on chosen stage maps and a relation head on the embedding."""
+def binding_targets(scenes: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Per binding, (N, V_attr * V_shape) multi-hot over the (value, shape) pairs of objects."""
+    values, shapes = _values(), list(vocab.SHAPES)
+    out = {}
+    for family, attr in BINDINGS.items():
+        targets = torch.zeros(len(scenes), len(values[attr]) * len(shapes))
+        for n, scene in enumerate(scenes):
+            for obj in scene["objects"]:
+                targets[n, values[attr].index(obj[attr]) * len(shapes) + shapes.index(obj["shape"])] = 1.0
+        out[family] = targets
+    return out
 
-    def __init__(self, stage_channels: dict[int, int], embed_dim: int, relation: bool):
+
+def _shared_target_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over families of the cross-entropy against the present classes' share, over the
+    images that have any."""
+    total = next(iter(logits.values())).new_zeros(())
+    for family, lg in logits.items():
+        t = targets[family]
+        keep = t.sum(-1) > 0
+        if keep.any():
+            total = total + F.cross_entropy(lg[keep], t[keep] / t[keep].sum(-1, keepdim=True))
+    return total
+
+
+class SceneHeads(nn.Module):
+    """Dense heads on chosen stage maps; relation and binding heads on the embedding."""
+
+    def __init__(self, stage_channels: dict[int, int], embed_dim: int, relation: bool, binding: bool = False):
         super().__init__()
-        classes = sum(len(v) + 1 for v in _values().values())
+        values = _values()
+        classes = sum(len(v) + 1 for v in values.values())
         self.dense = nn.ModuleDict({str(k): nn.Conv2d(c, classes, 1) for k, c in stage_channels.items()})
         sizes = {f: len(v) * len(RELATIONS) * len(v) for f, v in TRIPLE_FAMILIES.items()}
         self.relation = (
             nn.ModuleDict({f: nn.Linear(embed_dim, n) for f, n in sizes.items()}) if relation else None
+        )
+        pairs = {f: len(values[a]) * len(values["shape"]) for f, a in BINDINGS.items()}
+        self.binding = (
+            nn.ModuleDict({f: nn.Linear(embed_dim, n) for f, n in pairs.items()}) if binding else None
         )
         self.columns, start = {}, 0
         for attr, values in _values().items():
@@ -103,13 +138,15 @@ class SceneHeads(nn.Module):
     def relation_loss(self, embedding: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per family, the cross-entropy against the present triples' share, over images
         with at least two objects (the others have no relation)."""
-        total = embedding.new_zeros((), dtype=torch.float32)
-        for family, logits in self.relation_logits(embedding).items():
-            t = targets[family]
-            keep = t.sum(-1) > 0
-            if keep.any():
-                total = total + F.cross_entropy(logits[keep], t[keep] / t[keep].sum(-1, keepdim=True))
-        return total
+        return _shared_target_loss(self.relation_logits(embedding), targets)
+
+    def binding_logits(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert self.binding is not None
+        return {f: head(embedding).float() for f, head in self.binding.items()}
+
+    def binding_loss(self, embedding: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per binding, the cross-entropy against the present pairs' share."""
+        return _shared_target_loss(self.binding_logits(embedding), targets)
 
 
 def cell_targets(
@@ -131,10 +168,12 @@ def scene_accuracy(
     embedding: torch.Tensor,
     cells: dict[int, torch.Tensor],
     triples: dict[str, torch.Tensor],
+    bindings: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Dense: per stage and attribute, accuracy on the cells an object covers. Relations:
     per family, the share of true spatial triples (a, r, b) scored above (a, inverse r, b),
-    the choice a replace-rel caption pair poses."""
+    the choice a replace-rel caption pair poses. Bindings: the share of an image's true
+    pairs among its top-k scored pairs (k = its object count)."""
     out: dict[str, Any] = {}
     for k, head in heads.dense.items():
         logits, target = head(maps[int(k)]).float(), cells[int(k)]
@@ -145,12 +184,27 @@ def scene_accuracy(
             )
             for a, (attr, cols) in enumerate(heads.columns.items())
         }
+    if heads.binding is not None and bindings is not None:
+        out["binding_top"] = {
+            family: _top_k_recall(logits, bindings[family])
+            for family, logits in heads.binding_logits(embedding).items()
+        }
     if heads.relation is not None:
         out["relation_pairs"] = {
             family: _pair_accuracy(logits, triples[family], len(TRIPLE_FAMILIES[family]))
             for family, logits in heads.relation_logits(embedding).items()
         }
     return out
+
+
+def _top_k_recall(logits: torch.Tensor, targets: torch.Tensor) -> float | None:
+    hits, total = 0, 0
+    for lg, t in zip(logits, targets, strict=True):
+        k = int(t.sum())
+        if k:
+            hits += int(t[lg.topk(k).indices].sum())
+            total += k
+    return round(hits / total, 4) if total else None
 
 
 def _pair_accuracy(logits: torch.Tensor, targets: torch.Tensor, v: int) -> float | None:

@@ -39,7 +39,14 @@ from finevl.data.owners import owner_maps
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip, stage_tower
 from finevl.train.config import TowerTrainConfig
-from finevl.train.scene_heads import SceneHeads, cell_targets, object_values, scene_accuracy, triple_targets
+from finevl.train.scene_heads import (
+    SceneHeads,
+    binding_targets,
+    cell_targets,
+    object_values,
+    scene_accuracy,
+    triple_targets,
+)
 from finevl.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -188,6 +195,7 @@ class SceneTargets:
 
     cells: dict[int, torch.Tensor]
     triples: dict[str, torch.Tensor]
+    bindings: dict[str, torch.Tensor]
 
     @classmethod
     def of(
@@ -197,17 +205,22 @@ class SceneTargets:
         if len(owners) != len(images):
             raise FinevlError(f"{data}: {len(owners)} instance maps for {len(images)} images")
         scenes = [_scene(r) for r in images.fine]
-        return cls(cell_targets(owners, object_values(scenes), grids), triple_targets(scenes))
+        return cls(
+            cell_targets(owners, object_values(scenes), grids),
+            triple_targets(scenes),
+            binding_targets(scenes),
+        )
 
     def rows(self, idx: torch.Tensor, device: torch.device) -> SceneTargets:
         return SceneTargets(
             {k: v[idx].to(device) for k, v in self.cells.items()},
             {k: v[idx].to(device) for k, v in self.triples.items()},
+            {k: v[idx].to(device) for k, v in self.bindings.items()},
         )
 
 
 def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, dict[int, int]]:
-    if not (cfg.dense_weight or cfg.relation_weight):
+    if not (cfg.dense_weight or cfg.relation_weight or cfg.binding_weight):
         return None, {}
     trunk = stage_tower(clip, "dense or relation supervision")
     stages = [int(k) for k in cfg.dense_stages.split(",") if k.strip()] if cfg.dense_weight else []
@@ -217,7 +230,12 @@ def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, 
         )
     info = trunk.feature_info
     grids = {k: clip.image_size // info[k]["reduction"] for k in stages}
-    heads = SceneHeads({k: info[k]["num_chs"] for k in stages}, embedding_dim(clip), cfg.relation_weight > 0)
+    heads = SceneHeads(
+        {k: info[k]["num_chs"] for k in stages},
+        embedding_dim(clip),
+        cfg.relation_weight > 0,
+        cfg.binding_weight > 0,
+    )
     return heads, grids
 
 
@@ -261,6 +279,8 @@ def train_tower(
             loss = loss + cfg.dense_weight * heads.dense_loss(maps, scene.cells)
         if cfg.relation_weight:
             loss = loss + cfg.relation_weight * heads.relation_loss(embedding, scene.triples)
+        if cfg.binding_weight:
+            loss = loss + cfg.binding_weight * heads.binding_loss(embedding, scene.bindings)
         return loss
 
     summary = trainer.fit(trainer.shares(len(train)), loss_of, progress)
@@ -298,5 +318,10 @@ def _scene_metrics(probe: AttributeProbe, test: ImageTextSet, scene: SceneTarget
     assert probe.scene is not None
     heads = probe.scene.float().cpu()
     return scene_accuracy(
-        heads, {k: torch.cat(v) for k, v in maps.items()}, torch.cat(embeddings), scene.cells, scene.triples
+        heads,
+        {k: torch.cat(v) for k, v in maps.items()},
+        torch.cat(embeddings),
+        scene.cells,
+        scene.triples,
+        scene.bindings,
     )
