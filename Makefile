@@ -64,16 +64,17 @@ demo: install
 	@echo "report: open $(DEMO)/report.html   (world gallery: $(DEMO)/gallery.html)"
 
 # Osprey-style regions (seed 003), apart from `make demo` (its 15-minute budget is spent):
-# a 128 px world, the conv tower trained on its attributes at 128 px (the region model reads
-# only the image tower's stage maps), the region quickstart, its report.
+# a 128 px world, the conv tower (behind a 2x pooling stem, docs/clip.md) trained on its
+# attributes and each cell's object at 128 px (the region model reads only the image tower's
+# stage maps), the region quickstart, its report.
 REGIONS := runs/demo-regions
-REGION_TOWER_STEPS := 600
+REGION_TOWER_STEPS := 2000
 demo-regions: install
 	mkdir -p $(REGIONS)
 	$(BIN)/finevl world generate --out $(REGIONS)/world --n 2000 --size 128 --seed 3 --overwrite > /dev/null
-	$(BIN)/finevl world generate --out $(REGIONS)/one-object --n 4000 --size 128 --seed 4 --max-objects 1 --overwrite > /dev/null
+	$(BIN)/finevl world generate --out $(REGIONS)/one-object --n 8000 --size 128 --seed 4 --max-objects 1 --overwrite > /dev/null
 	rm -rf $(REGIONS)/tower $(REGIONS)/region
-	$(BIN)/finevl clip tower --data $(REGIONS)/one-object --out $(REGIONS)/tower --model finevl-tiny-conv-128 --steps $(REGION_TOWER_STEPS) --batch-size 32 --warmup-steps 50 --save-every 10000 > $(REGIONS)/tower.json
+	$(BIN)/finevl clip tower --data $(REGIONS)/one-object --out $(REGIONS)/tower --model finevl-tiny-conv-ctx-128 --steps $(REGION_TOWER_STEPS) --batch-size 32 --warmup-steps 50 --dense-weight 1 --save-every 10000 > $(REGIONS)/tower.json
 	$(BIN)/finevl region quickstart --data $(REGIONS)/world --clip $(REGIONS)/tower/checkpoint/model --out $(REGIONS)/region > $(REGIONS)/region.json
 	$(BIN)/finevl report --overwrite --out $(REGIONS)/report.html --world $(REGIONS)/world $(REGIONS)/region/results/region.json > /dev/null
 	@echo "report: open $(REGIONS)/report.html"

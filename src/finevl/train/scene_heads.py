@@ -17,6 +17,7 @@ attribute head of `train/tower.py`:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -217,3 +218,28 @@ def _pair_accuracy(logits: torch.Tensor, targets: torch.Tensor, v: int) -> float
     asked = (tg > 0) & (tg[:, :, inverse, :] == 0) & spatial[None, None, :, None]
     hits = (lg > lg[:, :, inverse, :])[asked]
     return round(hits.float().mean().item(), 4) if len(hits) else None
+
+
+@dataclass
+class SceneTargets:
+    """Dense, relation and binding targets of a data set, for the scene heads."""
+
+    cells: dict[int, torch.Tensor]
+    triples: dict[str, torch.Tensor]
+    bindings: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, owners: torch.Tensor, scenes: list[dict[str, Any]], grids: dict[int, int]) -> SceneTargets:
+        """From owner maps (`data/owners.py`) and scene records, on each stage's grid."""
+        return cls(
+            cell_targets(owners, object_values(scenes), grids),
+            triple_targets(scenes),
+            binding_targets(scenes),
+        )
+
+    def rows(self, idx: torch.Tensor, device: torch.device) -> SceneTargets:
+        return SceneTargets(
+            {k: v[idx].to(device) for k, v in self.cells.items()},
+            {k: v[idx].to(device) for k, v in self.triples.items()},
+            {k: v[idx].to(device) for k, v in self.bindings.items()},
+        )

@@ -15,16 +15,16 @@ far slower: 0.27 against CE's figure in docs/clip.md, same steps.) Accuracy is m
 evaluation split's one-object images (argmax within each attribute), where an object
 attribute is unambiguous.
 
-With `dense_weight` or `relation_weight`, scene heads (`train/scene_heads.py`) add
-supervision from the world's exact masks and relations: what each stage-map cell covers,
-and which relation triples the pooled embedding must carry.
+With `dense_weight`, `relation_weight` or `binding_weight`, scene heads
+(`train/scene_heads.py`) add supervision from the world's exact masks and scene records:
+what each stage-map cell covers, and which relation triples and attribute bindings the
+pooled embedding must carry.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,7 @@ from finevl.data.owners import owner_maps
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip, stage_tower
 from finevl.train.config import TowerTrainConfig
-from finevl.train.scene_heads import (
-    SceneHeads,
-    binding_targets,
-    cell_targets,
-    object_values,
-    scene_accuracy,
-    triple_targets,
-)
+from finevl.train.scene_heads import SceneHeads, SceneTargets, scene_accuracy
 from finevl.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -189,34 +182,13 @@ def _one_object(data: ImageTextSet) -> torch.Tensor:
     return torch.tensor([len(_scene(r)["objects"]) == 1 for r in data.fine])
 
 
-@dataclass
-class SceneTargets:
-    """Dense and relation targets of a data set, for the scene heads."""
-
-    cells: dict[int, torch.Tensor]
-    triples: dict[str, torch.Tensor]
-    bindings: dict[str, torch.Tensor]
-
-    @classmethod
-    def of(
-        cls, data: str, split: str | None, images: ImageTextSet, side: int, grids: dict[int, int]
-    ) -> SceneTargets:
-        owners = owner_maps(data, side, split)
-        if len(owners) != len(images):
-            raise FinevlError(f"{data}: {len(owners)} instance maps for {len(images)} images")
-        scenes = [_scene(r) for r in images.fine]
-        return cls(
-            cell_targets(owners, object_values(scenes), grids),
-            triple_targets(scenes),
-            binding_targets(scenes),
-        )
-
-    def rows(self, idx: torch.Tensor, device: torch.device) -> SceneTargets:
-        return SceneTargets(
-            {k: v[idx].to(device) for k, v in self.cells.items()},
-            {k: v[idx].to(device) for k, v in self.triples.items()},
-            {k: v[idx].to(device) for k, v in self.bindings.items()},
-        )
+def _scene_targets(
+    data: str, split: str | None, images: ImageTextSet, side: int, grids: dict[int, int]
+) -> SceneTargets:
+    owners = owner_maps(data, side, split)
+    if len(owners) != len(images):
+        raise FinevlError(f"{data}: {len(owners)} instance maps for {len(images)} images")
+    return SceneTargets.of(owners, [_scene(r) for r in images.fine], grids)
 
 
 def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, dict[int, int]]:
@@ -253,7 +225,7 @@ def train_tower(
     train = load_image_text(cfg.data, clip.image_size, split=cfg.split)
     eval_data = cfg.eval_data or cfg.data
     test = load_image_text(eval_data, clip.image_size, split=cfg.eval_split)
-    scene_train = SceneTargets.of(cfg.data, cfg.split, train, clip.image_size, grids) if heads else None
+    scene_train = _scene_targets(cfg.data, cfg.split, train, clip.image_size, grids) if heads else None
     probe = AttributeProbe(clip, attribute_values(train.fine, attributes), heads)
     if Path(trainer.start_model).is_dir():
         probe.load_head(Path(trainer.start_model))
@@ -287,7 +259,7 @@ def train_tower(
     metrics = probe.accuracy(test.images, attribute_targets(test.fine, probe.values), _one_object(test))
     if heads is not None:
         metrics["scene"] = _scene_metrics(
-            probe, test, SceneTargets.of(eval_data, cfg.eval_split, test, clip.image_size, grids)
+            probe, test, _scene_targets(eval_data, cfg.eval_split, test, clip.image_size, grids)
         )
     result = {
         "task": "attribute_probe",
