@@ -161,10 +161,12 @@ def test_a_vit_clip_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("preset", "level", "side"), [("finevl-tiny-convnext", 2, 8), ("finevl-tiny-conv", 3, 8)]
+    ("preset", "level", "side"),
+    [("finevl-tiny-convnext", 2, 8), ("finevl-tiny-conv", 3, 8), ("finevl-tiny-conv-ctx-128", 2, 8)],
 )
 def test_image_tokens_come_from_the_stage_at_one_sixteenth(preset, level, side, tmp_path):
-    """Osprey's res4: a ConvNeXt's third stage, the conv tower's fourth (it halves per stage)."""
+    """Osprey's res4: a ConvNeXt's third stage, the conv tower's fourth (it halves per stage),
+    the 128 px tower's third (behind its 2x pooling stem)."""
     from finevl.data.tokenizer import train_word_tokenizer
     from finevl.models.clip import load_clip
     from finevl.models.region import IMAGE_TOKEN, build_region_model
