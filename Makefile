@@ -52,7 +52,7 @@ demo: install
 	  $(BIN)/finevl caption generate --model $(DEMO)/caption-$$m/checkpoint/model --data $(DEMO)/world --split test --limit 300 --overwrite --out $(DEMO)/captions/$$m.json > /dev/null || exit 1; \
 	  $(BIN)/finevl finecap eval --pred $(DEMO)/captions/$$m.json --ann $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --overwrite --out $(DEMO)/results/finecap-$$m.json > /dev/null 2> $(DEMO)/finecap-$$m.log || { cat $(DEMO)/finecap-$$m.log; exit 1; }; \
 	done
-	# STIC (seed 001): a LLaVA on the demo CLIP's conv tower (its image tokens are the 1/8 map's
+	# STIC (seed 001): a LLaVA on the demo CLIP's conv tower (its image tokens are the 1/16 map's
 	# cells), base -> preferences -> DPO -> DIFT, each evaluated
 	rm -rf $(DEMO)/stic
 	$(BIN)/finevl stic quickstart --data $(DEMO)/world --clip $(DEMO)/clip/checkpoint/model --out $(DEMO)/stic > $(DEMO)/stic.json

@@ -21,7 +21,7 @@ def test_each_consumer_gets_one_row_per_object_and_pairs_per_image(world):
     probes = probe_set(clip, data.images[:10], owners[:10], scenes)
     objects = sum(len(s["objects"]) for s in scenes)
     assert set(probes.features) == {"captioner", "llava", "region"}
-    assert probes.features["llava"].shape == (objects, 128)  # the 1/8 map's channels
+    assert probes.features["llava"].shape == (objects, 256)  # the 1/16 map's channels
     assert probes.features["region"].shape == (objects, 32 + 64 + 128 + 256)
     assert len(probes.pairs) == sum(len(s["objects"]) * (len(s["objects"]) - 1) for s in scenes)
     assert all(p[2] in ("left of", "right of", "above", "below") for p in probes.pairs)

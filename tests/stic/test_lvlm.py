@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from finevl.data.images import ImageCache
 from finevl.errors import FinevlError
@@ -115,16 +116,17 @@ def test_conv_tower_llava_reads_the_stage_cells_and_reloads(conv_clip, conv_lvlm
     pixels = clip.preprocess_batch(pics)
     with torch.no_grad():
         out = lvlm.model.model.vision_tower(pixel_values=pixels)
-        cells = clip.inner.visual.trunk.forward_intermediates(pixels, intermediates_only=True)[2]
-        # the 1/8 map at 64 px: 8 x 8 cells of 128 channels, row-major, exactly the CLIP's
-        torch.testing.assert_close(out.last_hidden_state, cells.flatten(2).transpose(1, 2))
+        maps = clip.inner.visual.trunk.forward_intermediates(pixels, intermediates_only=True)
+        # Osprey's 1/16 map: at 64 px 4 x 4 cells of 256 channels, row-major, exactly the CLIP's
+        torch.testing.assert_close(out.last_hidden_state, maps[3].flatten(2).transpose(1, 2))
+        torch.testing.assert_close(out.hidden_states[2], maps[2].flatten(2).transpose(1, 2))  # every stage
         features = lvlm.model.get_image_features(
-            pixel_values=pixels, vision_feature_layer=2, vision_feature_select_strategy="full"
+            pixel_values=pixels, vision_feature_layer=3, vision_feature_select_strategy="full"
         ).pooler_output
-    assert len(features) == 2 and features[0].shape == (64, lvlm.model.config.text_config.hidden_size)
+    assert len(features) == 2 and features[0].shape == (16, lvlm.model.config.text_config.hidden_size)
     # the processor writes one image token per cell
     batch = lvlm.inputs(pics[:1], [lvlm.prompt("what is it?")])
-    assert int((batch["input_ids"] == lvlm.processor.image_token_id).sum()) == 64
+    assert int((batch["input_ids"] == lvlm.processor.image_token_id).sum()) == 16
     # training the LLaVA with its tower frozen leaves the tower's batch-norm statistics alone
     tower = lvlm.model.model.vision_tower
     tower.requires_grad_(False)
@@ -145,3 +147,15 @@ def test_a_llava_needs_a_vit_or_stage_maps(tmp_path):
         build_lvlm(load_clip("RN50"), tok)
     with pytest.raises(FinevlError, match="vision stage 7"):
         build_lvlm(load_clip("finevl-tiny-conv"), tok, vision_stage=7)
+
+
+def test_a_finer_stage_gives_more_image_tokens(tmp_path):
+    from finevl.data.tokenizer import train_word_tokenizer
+    from finevl.models.lvlm import CHAT_WORDS, build_lvlm
+
+    tok = train_word_tokenizer(["a red star", CHAT_WORDS], tmp_path / "tok", 64)
+    lvlm = build_lvlm(load_clip("finevl-tiny-conv"), tok, vision_stage=2)  # the 1/8 map
+    assert lvlm.model.config.vision_feature_layer == 2
+    assert lvlm.model.config.vision_config.hidden_size == 128
+    batch = lvlm.inputs([Image.new("RGB", (64, 64))], [lvlm.prompt("what is it?")])
+    assert int((batch["input_ids"] == lvlm.processor.image_token_id).sum()) == 64

@@ -6,8 +6,8 @@ FineShapes scene (its exact visible mask):
 
 - `captioner`: the image tokens the captioner attends to (`Clip.encode_image_tokens`: a conv
   tower's last stage cells, a ViT's patches), mask-pooled;
-- `llava`: the LLaVA's image tokens (a conv tower's cells of the stage `build_lvlm` picks, a
-  ViT's patches), mask-pooled;
+- `llava`: the LLaVA's image tokens (a conv tower's cells of the stage `build_lvlm` picks by
+  default, the 1/16 map; a ViT's patches), mask-pooled;
 - `region`: what the region extractor pools, the mask pool of each of the four stage maps,
   concatenated (before its learned per-level projections).
 
@@ -62,7 +62,7 @@ def consumer_maps(
     clip: Clip, pixels: torch.Tensor, llava_stage: int | None = None
 ) -> dict[str, list[torch.Tensor]]:
     """Each consumer's input as spatial maps for (B, 3, S, S) model-ready pixels."""
-    from finevl.models.lvlm import default_cell_stage
+    from finevl.models.clip import res4_level
 
     with torch.inference_mode():
         out = {"captioner": [_grid(clip.encode_image_tokens(pixels).float())]}
@@ -74,7 +74,7 @@ def consumer_maps(
                     pixels.to(clip.device, clip.dtype), intermediates_only=True
                 )
             ]
-            stage = default_cell_stage(trunk, clip.image_size) if llava_stage is None else llava_stage
+            stage = res4_level(trunk.feature_info) if llava_stage is None else llava_stage
             out["llava"], out["region"] = [maps[stage]], maps
         else:  # a ViT LLaVA reads the patch tokens too
             out["llava"] = out["captioner"]

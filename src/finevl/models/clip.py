@@ -19,7 +19,7 @@ import functools
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -567,6 +567,12 @@ def stage_tower(clip: Clip, needs: str = "a region model") -> nn.Module:
             " (a ConvNeXt CLIP or finevl-tiny-conv)"
         )
     return trunk
+
+
+def res4_level(feature_info: Sequence[dict[str, Any]]) -> int:
+    """The stage at 1/16 of the input (Osprey's `res4`), else the deepest."""
+    reductions = [f["reduction"] for f in feature_info]
+    return reductions.index(16) if 16 in reductions else len(reductions) - 1
 
 
 def check_safetensors(path: Path) -> None:

@@ -33,7 +33,7 @@ from finevl.data.images import model_array
 from finevl.data.regions import MASK_PAIR, MASK_TOKEN, POS_TOKEN
 from finevl.errors import FinevlError
 from finevl.models.auto import Pretrained
-from finevl.models.clip import Clip, check_safetensors, load_clip, stage_tower
+from finevl.models.clip import Clip, check_safetensors, load_clip, res4_level, stage_tower
 from finevl.models.lvlm import (
     CHAT_TEMPLATE,
     IMAGE_TOKEN,
@@ -155,12 +155,6 @@ def check_masks(masks: Sequence[np.ndarray], size: tuple[int, int], question: st
             raise FinevlError(f"mask {k + 1} is empty")
         if m.all():
             raise FinevlError(f"mask {k + 1} covers the whole image: it points at no region")
-
-
-def res4_level(feature_info: Sequence[dict[str, Any]]) -> int:
-    """The stage at 1/16 of the input (Osprey's `res4`), else the deepest."""
-    reductions = [f["reduction"] for f in feature_info]
-    return reductions.index(16) if 16 in reductions else len(reductions) - 1
 
 
 class RegionLvlm(Pretrained, nn.Module):

@@ -53,7 +53,7 @@ class BaseConfig:
     vision_stage: int = field(
         default=-1,
         metadata={
-            "help": "Conv towers: the stage map (0-3) giving the image tokens; -1: 1/8 at 64 px, else 1/16."
+            "help": "Conv towers: the stage map (0-3) giving the image tokens; -1: the 1/16 map (res4)."
         },
     )
     out: str = field(default="", metadata={"help": "Run folder: tokenizer, one sub-run per stage."})
