@@ -184,7 +184,7 @@ def test_image_tokens_are_per_position_features(saved, name):
     assert tokens.ndim == 3 and tokens.shape[0] == 2 and tokens.shape[1] >= 4
 
 
-@pytest.mark.parametrize("name", ["finevl-tiny-conv", "finevl-tiny-convnext"])
+@pytest.mark.parametrize("name", ["finevl-tiny-conv", "finevl-tiny-convnext", "finevl-tiny-conv-ctx"])
 def test_128_px_presets_are_the_same_towers_at_128(name):
     small, large = load_clip(name), load_clip(f"{name}-128")
     assert (small.image_size, large.image_size) == (64, 128)

@@ -197,6 +197,7 @@ def test_scene_supervision_needs_masks_and_stage_maps(world, tmp_path):
     (bare / "instances.json").unlink()
     with pytest.raises(FinevlError, match="need a world with object masks"):
         train_tower(_tower_cfg(bare, tmp_path / "a", relation_weight=1.0))
+    assert not (tmp_path / "a").exists()  # refused before the run folder is made
     with pytest.raises(FinevlError, match="four stage maps"):
         train_tower(_tower_cfg(world, tmp_path / "b", model="finevl-tiny-vit", dense_weight=1.0))
     with pytest.raises(FinevlError, match="stage indices"):

@@ -35,7 +35,7 @@ from torch import nn
 from finevl.data.formats import FinecapRecord
 from finevl.data.imagetext import ImageTextSet, load_image_text
 from finevl.data.jsonio import write_json_atomic
-from finevl.data.owners import owner_maps
+from finevl.data.owners import check_owner_sources, owner_maps
 from finevl.errors import FinevlError
 from finevl.models.clip import Clip, load_clip, stage_tower
 from finevl.train.config import TowerTrainConfig
@@ -217,6 +217,8 @@ def train_tower(
     """Train the attribute head (and, unless `freeze`, the image tower; with scene weights,
     the dense and relation heads too); the summary holds per-attribute test accuracy on
     one-object images and the scene heads' accuracies (also `run/probe.json`)."""
+    if cfg.dense_weight or cfg.relation_weight or cfg.binding_weight:
+        check_owner_sources(cfg.data)  # before the run folder exists
     trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model)
