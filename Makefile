@@ -95,6 +95,12 @@ bench: install
 	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (STIC needs a ViT tower)
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --seeds 0 1 2 --out benchmarks/results/clip_lit.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --tower-images 20000 --tower-steps 1600 --tower-minutes 12 --steps 500 --minutes 6 --mix-images 4000 --seeds 0 1 2 --out benchmarks/results/clip_lit_t20000_mix4000.json
+	# towers that see where things are (issue 32): the context tower with scene heads, 3 seeds, and its consumers' probes
+	$(BIN)/python -W ignore benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv-ctx --recipe lit --tower-images 8000 --tower-steps 3400 --tower-batch 64 --tower-minutes 30 \
+	  --scene-images 20000 --dense-weight 1 --relation-weight 1 --binding-weight 0 --steps 500 --minutes 15 --mix-images 4000 --unlock-image-head --precision auto --seeds 0 1 2 --out benchmarks/results/clip_lit_scene.json
+	$(BIN)/python benchmarks/consumer_probes.py --world runs/bench/fs64 --fit-images 1500 --limit 2000 --out benchmarks/results/consumer_probes.json \
+	  --clip scene=runs/bench/tower-finevl-tiny-conv-ctx-t8000x3400b64-scene20000-d1r1b0-auto-seed0/checkpoint/model \
+	  --clip one-object=runs/bench/tower-finevl-tiny-conv-t20000x1600-seed0/checkpoint/model
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --out benchmarks/results/clip_lit_k3.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --hard-negatives 3 --group-by background --out benchmarks/results/clip_lit_k3_grouped.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-vit --recipe contrastive --minutes 10 --steps 800 --seeds 0 1 --out benchmarks/results/clip_fineshapes.json
@@ -104,9 +110,9 @@ bench: install
 	$(BIN)/python benchmarks/clip_reward.py --clip runs/bench/$(BENCH_LIT)/checkpoint/model --work runs/bench/clip_reward --out benchmarks/results/clip_reward.json
 	$(BIN)/python -W ignore::FutureWarning benchmarks/stic.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model --work runs/bench/stic --out benchmarks/results/stic.json
 	test -f runs/bench/fs128/world.json || $(BIN)/finevl world generate --out runs/bench/fs128 --n 4000 --size 128 --seed 3 > /dev/null
-	# the region model's tower: the conv tower trained on 128 px one-object scenes (docs/osprey.md)
-	test -f runs/bench/one128/world.json || $(BIN)/finevl world generate --out runs/bench/one128 --n 4000 --size 128 --seed 4 --max-objects 1 > /dev/null
-	test -f runs/bench/tower128/probe.json || $(BIN)/finevl clip tower --data runs/bench/one128 --out runs/bench/tower128 --model finevl-tiny-conv-128 --steps 1600 --batch-size 32 --warmup-steps 50 --save-every 10000 > /dev/null
+	# the region model's tower: the pooled-stem conv tower trained on 128 px one-object scenes, dense heads on (docs/clip.md)
+	test -f runs/bench/one128-12k/world.json || $(BIN)/finevl world generate --out runs/bench/one128-12k --n 12000 --size 128 --seed 5 --max-objects 1 > /dev/null
+	test -f runs/bench/tower128/probe.json || $(BIN)/finevl clip tower --data runs/bench/one128-12k --out runs/bench/tower128 --model finevl-tiny-conv-ctx-128 --steps 2000 --batch-size 32 --warmup-steps 50 --dense-weight 1 --save-every 10000 > /dev/null
 	$(BIN)/python -W ignore::FutureWarning benchmarks/region.py --world runs/bench/fs128 --clip runs/bench/tower128/checkpoint/model --work runs/bench/region --out benchmarks/results/region.json
 	$(BIN)/python benchmarks/editing.py --world runs/bench/fs64 --clip runs/bench/$(BENCH_VIT)0/checkpoint/model \
 	  --judge-clip runs/bench/$(BENCH_VIT)1/checkpoint/model --work runs/bench/editing --out benchmarks/results/editing.json

@@ -6,7 +6,7 @@ saved as it finishes (a rerun skips rows already there).
     python benchmarks/consumer_probes.py --world W --clip NAME=DIR [--clip ...] --out probes.json
 
 The probe fits on the objects of the world's first `--fit-images` images and is scored on
-the objects of the rest (a world the towers never trained on).
+the objects of the rest of its first `--limit` (use a world the towers never trained on).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", required=True)
     ap.add_argument("--clip", action="append", required=True, help="NAME=checkpoint (repeatable)")
-    ap.add_argument("--fit-images", type=int, default=2000)
+    ap.add_argument("--fit-images", type=int, default=1500)
+    ap.add_argument("--limit", type=int, default=2000, help="The world's first N images in all.")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
@@ -40,8 +41,8 @@ def main() -> None:
             continue
         start = time.time()
         clip = load_clip(path).eval()
-        data = load_image_text(args.world, clip.image_size)
-        owners = owner_maps(args.world, clip.image_size)
+        data = load_image_text(args.world, clip.image_size, limit=args.limit)
+        owners = owner_maps(args.world, clip.image_size, limit=args.limit)
         scenes = [r.scene for r in data.fine]
         k = args.fit_images
         fit = probe_set(clip, data.images[:k], owners[:k], scenes[:k])
