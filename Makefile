@@ -92,7 +92,7 @@ bench: install
 	# bf16 against fp32: every trainer, every inference path, MFU, CLIP-S at real size (docs/performance.md)
 	$(BIN)/python -W ignore benchmarks/precision.py --out benchmarks/results/precision.json
 	$(BIN)/python benchmarks/clip_score.py --out benchmarks/results/clip_score.json
-	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (STIC needs a ViT tower)
+	# CLIP: the LiT recipe on the conv tower (3 seeds), and the ViT contrastive baseline (the older STIC and editing rows stand on it)
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --seeds 0 1 2 --out benchmarks/results/clip_lit.json
 	$(BIN)/python benchmarks/clip_fineshapes.py --work runs/bench --model finevl-tiny-conv --recipe lit --tower-images 20000 --tower-steps 1600 --tower-minutes 12 --steps 500 --minutes 6 --mix-images 4000 --seeds 0 1 2 --out benchmarks/results/clip_lit_t20000_mix4000.json
 	# towers that see where things are (issue 32): the context tower with scene heads, 3 seeds, and its consumers' probes

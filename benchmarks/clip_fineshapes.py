@@ -138,7 +138,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="Contrastive schedule (stops at the budget).")
     parser.add_argument("--tower-minutes", type=float, default=5.0, help="LiT: the tower's time budget.")
     parser.add_argument("--tower-steps", type=int, default=800, help="LiT: the tower's schedule.")
-    parser.add_argument("--tower-images", type=int, default=4000, help="LiT: the one-object world's size.")
+    parser.add_argument(
+        "--tower-images", type=int, default=4000,
+        help="LiT: the one-object world's size (with --scene-images its train split, 80 %%, is used).",
+    )  # fmt: skip
     parser.add_argument("--tower-batch", type=int, default=128, help="LiT: the tower's batch size.")
     parser.add_argument(
         "--precision", default="fp32", help="Training precision of both stages (auto: bf16 where fast)."

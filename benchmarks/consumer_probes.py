@@ -33,6 +33,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=2000, help="The world's first N images in all.")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if not 0 < args.fit_images < args.limit:
+        ap.error("--fit-images must be between 0 and --limit (the rest are scored)")
+    if any("=" not in spec for spec in args.clip):
+        ap.error("--clip takes NAME=checkpoint")
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else {}
     for spec in args.clip:
@@ -43,7 +47,9 @@ def main() -> None:
         clip = load_clip(path).eval()
         data = load_image_text(args.world, clip.image_size, limit=args.limit)
         owners = owner_maps(args.world, clip.image_size, limit=args.limit)
-        scenes = [r.scene for r in data.fine]
+        scenes = [r.scene for r in data.fine if r is not None and r.scene]
+        if len(scenes) != len(data):
+            sys.exit(f"error: {args.world}: not a FineShapes world (images without scene records)")
         k = args.fit_images
         fit = probe_set(clip, data.images[:k], owners[:k], scenes[:k])
         test = probe_set(clip, data.images[k:], owners[k:], scenes[k:])

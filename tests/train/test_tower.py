@@ -82,13 +82,11 @@ def test_lit_keeps_the_image_tower_and_trains_the_text_tower(world, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("transformer."))
 
 
-def test_context_tower_keeps_the_map_shapes_and_moves_with_position():
+def test_context_tower_keeps_the_map_shapes_and_gives_cells_positions():
     torch.manual_seed(0)
     clip = load_clip("finevl-tiny-conv-ctx").eval()
     trunk = clip.inner.visual.trunk
     pixels = torch.zeros(1, 3, 64, 64)
-    moved = pixels.clone()
-    pixels[..., 4:14, 4:14], moved[..., 40:50, 40:50] = 1.0, 1.0  # one square, two places
     with torch.no_grad():
         maps = trunk.forward_intermediates(pixels, intermediates_only=True)
         assert [m.shape[1:] for m in maps] == [(32, 32, 32), (64, 16, 16), (128, 8, 8), (256, 4, 4)]
@@ -196,12 +194,18 @@ def test_scene_supervision_needs_masks_and_stage_maps(world, tmp_path):
     shutil.copytree(world, bare)
     (bare / "instances.json").unlink()
     with pytest.raises(FinevlError, match="need a world with object masks"):
-        train_tower(_tower_cfg(bare, tmp_path / "a", relation_weight=1.0))
+        train_tower(_tower_cfg(bare, tmp_path / "a", dense_weight=1.0))
     assert not (tmp_path / "a").exists()  # refused before the run folder is made
+    # relations and bindings read the scene records alone
+    relation = train_tower(_tower_cfg(bare, tmp_path / "r", model="finevl-tiny-conv", relation_weight=1.0))
+    assert set(relation["metrics"]["scene"]) == {"relation_pairs"}
     with pytest.raises(FinevlError, match="four stage maps"):
         train_tower(_tower_cfg(world, tmp_path / "b", model="finevl-tiny-vit", dense_weight=1.0))
-    with pytest.raises(FinevlError, match="stage indices"):
-        train_tower(_tower_cfg(world, tmp_path / "c", dense_weight=1.0, dense_stages="4"))
+    for stages, message in (("4", "stage indices 0-3"), ("", "stage indices 0-3"), ("2,x", "integers")):
+        with pytest.raises(FinevlError, match=message):
+            _tower_cfg(world, tmp_path / "c", dense_weight=1.0, dense_stages=stages)
+    with pytest.raises(FinevlError, match="must be >= 0"):
+        _tower_cfg(world, tmp_path / "d", relation_weight=-1.0)
 
 
 def test_lit_with_an_unlocked_head_trains_only_the_head_on_the_image_side(world, tmp_path):

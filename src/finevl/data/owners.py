@@ -1,5 +1,5 @@
 """Which object owns each pixel, from a world's exact instance masks: the targets of dense
-supervision (each cell of a stage map names the object covering it) and of relation heads."""
+supervision (each cell of a stage map names the object covering it) and of the probes."""
 
 from __future__ import annotations
 
@@ -55,7 +55,11 @@ def _world_owners(folder: Path, side: int, split: str | None, limit: int | None)
     return stacked
 
 
-def cell_owners(owners: torch.Tensor, cells: int, objects: int) -> torch.Tensor:
-    """(N, cells, cells) int64: the owner (-1 background) of most of each cell's pixels."""
-    onehot = F.one_hot(owners.long() + 1, objects + 1).permute(0, 3, 1, 2).float()
-    return F.adaptive_avg_pool2d(onehot, cells).argmax(1) - 1
+def cell_owners(owners: torch.Tensor, cells: int, objects: int, chunk: int = 512) -> torch.Tensor:
+    """(N, cells, cells) int64: the owner (-1 background) of most of each cell's pixels
+    (in chunks of images: a whole world's one-hot maps would take gigabytes)."""
+    out = []
+    for part in owners.split(chunk):
+        onehot = F.one_hot(part.long() + 1, objects + 1).permute(0, 3, 1, 2).float()
+        out.append(F.adaptive_avg_pool2d(onehot, cells).argmax(1) - 1)
+    return torch.cat(out)

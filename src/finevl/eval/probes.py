@@ -58,23 +58,21 @@ def _grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
 
 
-def consumer_maps(
-    clip: Clip, pixels: torch.Tensor, llava_stage: int | None = None
-) -> dict[str, list[torch.Tensor]]:
+def consumer_maps(clip: Clip, pixels: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     """Each consumer's input as spatial maps for (B, 3, S, S) model-ready pixels."""
     from finevl.models.clip import res4_level
 
     with torch.inference_mode():
-        out = {"captioner": [_grid(clip.encode_image_tokens(pixels).float())]}
+        out = {"captioner": [_grid(clip.encode_image_tokens(pixels).float().cpu())]}
         trunk = getattr(getattr(clip.inner, "visual", None), "trunk", None)
         if trunk is not None and hasattr(trunk, "forward_intermediates"):
             maps = [
-                m.float()
+                m.float().cpu()
                 for m in trunk.forward_intermediates(
                     pixels.to(clip.device, clip.dtype), intermediates_only=True
                 )
             ]
-            stage = res4_level(trunk.feature_info) if llava_stage is None else llava_stage
+            stage = res4_level(trunk.feature_info)
             out["llava"], out["region"] = [maps[stage]], maps
         else:  # a ViT LLaVA reads the patch tokens too
             out["llava"] = out["captioner"]

@@ -7,7 +7,8 @@ registered model (`model_type` "finevl_cells") wraps the CLIP's timm trunk (fine
 tower, or any timm tower with four stage maps) and returns each stage map's cells as tokens:
 `hidden_states[k]` is stage k, so LLaVA's `vision_feature_layer` picks the stage. The LLaVA,
 its processor (one token per cell: `patch_size` = the stage's reduction) and TRL's DPO stay
-unchanged; `save_pretrained` / `from_pretrained` work once `finevl.models` is imported.
+unchanged; `save_pretrained` / `from_pretrained` work once `register_cell_tower()` has run
+(`build_lvlm` and `load_lvlm` call it; plain transformers needs that call first).
 
 Batch norm: while none of the trunk's weights learn (LLaVA keeps its tower frozen), the
 trunk stays in eval mode, so training the LLaVA never moves the tower's statistics.

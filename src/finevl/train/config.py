@@ -255,7 +255,7 @@ class TowerTrainConfig(RunConfig):
     relation_weight: float = field(
         default=0.0,
         metadata={
-            "help": "Weight of the relation head: the embedding names the relation triples (needs masks)."
+            "help": "Weight of the relation head: the embedding names the relation triples (needs scenes)."
         },
     )
     binding_weight: float = field(
@@ -264,3 +264,22 @@ class TowerTrainConfig(RunConfig):
     )
     eval_data: str = field(default="", metadata={"help": "World to measure on; empty: --data."})
     eval_split: str = field(default="test", metadata={"help": "Split of the evaluation world."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.dense_weight, self.relation_weight, self.binding_weight) < 0:
+            raise FinevlError("--dense-weight, --relation-weight and --binding-weight must be >= 0")
+        try:
+            stages = self.stage_indices()
+        except ValueError:
+            raise FinevlError(
+                f"--dense-stages {self.dense_stages!r}: comma-separated integers, e.g. 2,3"
+            ) from None
+        if self.dense_weight and (not stages or any(not 0 <= k <= 3 for k in stages)):
+            raise FinevlError(f"--dense-stages {self.dense_stages!r}: one or more stage indices 0-3")
+
+    def stage_indices(self) -> list[int]:
+        """The stage maps the dense heads read (none without dense supervision)."""
+        if not self.dense_weight:
+            return []
+        return [int(k) for k in self.dense_stages.split(",") if k.strip()]

@@ -35,12 +35,9 @@ BINDINGS = {"color+shape": "color", "size+shape": "size", "pattern+shape": "patt
 
 
 def _values() -> dict[str, list[str]]:
-    return {
-        "shape": list(vocab.SHAPES),
-        "color": list(vocab.COLORS),
-        "size": list(vocab.SIZES),
-        "pattern": list(vocab.PATTERNS),
-    }
+    """Each dense attribute's values, in `DENSE_ATTRIBUTES` order (the heads' columns)."""
+    table = {"shape": vocab.SHAPES, "color": vocab.COLORS, "size": vocab.SIZES, "pattern": vocab.PATTERNS}
+    return {a: list(table[a]) for a in DENSE_ATTRIBUTES}
 
 
 def object_values(scenes: list[dict[str, Any]]) -> torch.Tensor:
@@ -118,9 +115,9 @@ class SceneHeads(nn.Module):
             nn.ModuleDict({f: nn.Linear(embed_dim, n) for f, n in pairs.items()}) if binding else None
         )
         self.columns, start = {}, 0
-        for attr, values in _values().items():
-            self.columns[attr] = slice(start, start + len(values) + 1)
-            start += len(values) + 1
+        for attr, vs in values.items():
+            self.columns[attr] = slice(start, start + len(vs) + 1)
+            start += len(vs) + 1
 
     def dense_loss(self, maps: dict[int, torch.Tensor], cells: dict[int, torch.Tensor]) -> torch.Tensor:
         """Sum over stages and attributes of the mean cell cross-entropy; `cells[k]` is

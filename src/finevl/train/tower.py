@@ -23,6 +23,7 @@ pooled embedding must carry.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,9 @@ class AttributeProbe(nn.Module):
             mine = module.state_dict()
             if all(k in mine and mine[k].shape == v.shape for k, v in state.items()):
                 module.load_state_dict(state, strict=False)
+                logger.info("%s: heads loaded from %s", name, model_dir)
+            else:
+                logger.warning("%s in %s does not fit these heads: they start fresh", name, model_dir)
 
     @torch.inference_mode()
     def accuracy(
@@ -185,7 +189,8 @@ def _one_object(data: ImageTextSet) -> torch.Tensor:
 def _scene_targets(
     data: str, split: str | None, images: ImageTextSet, side: int, grids: dict[int, int]
 ) -> SceneTargets:
-    owners = owner_maps(data, side, split)
+    """The scene heads' targets; the masks are read only where a dense head needs them."""
+    owners = owner_maps(data, side, split) if grids else torch.full((len(images), 1, 1), -1, dtype=torch.int8)
     if len(owners) != len(images):
         raise FinevlError(f"{data}: {len(owners)} instance maps for {len(images)} images")
     return SceneTargets.of(owners, [_scene(r) for r in images.fine], grids)
@@ -194,8 +199,8 @@ def _scene_targets(
 def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, dict[int, int]]:
     if not (cfg.dense_weight or cfg.relation_weight or cfg.binding_weight):
         return None, {}
-    trunk = stage_tower(clip, "dense or relation supervision")
-    stages = [int(k) for k in cfg.dense_stages.split(",") if k.strip()] if cfg.dense_weight else []
+    trunk = stage_tower(clip, "scene supervision")
+    stages = cfg.stage_indices()
     if any(not 0 <= k < len(trunk.feature_info) for k in stages):
         raise FinevlError(
             f"--dense-stages {cfg.dense_stages!r}: stage indices are 0-{len(trunk.feature_info) - 1}"
@@ -215,10 +220,12 @@ def train_tower(
     cfg: TowerTrainConfig, resume: bool = False, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Train the attribute head (and, unless `freeze`, the image tower; with scene weights,
-    the dense and relation heads too); the summary holds per-attribute test accuracy on
-    one-object images and the scene heads' accuracies (also `run/probe.json`)."""
-    if cfg.dense_weight or cfg.relation_weight or cfg.binding_weight:
-        check_owner_sources(cfg.data)  # before the run folder exists
+    the dense, relation and binding heads too); the summary holds per-attribute test
+    accuracy on one-object images and the scene heads' accuracies (also `run/probe.json`;
+    relation and binding figures need many-object images in the evaluation data)."""
+    if cfg.dense_weight:  # before the run folder exists
+        check_owner_sources(cfg.data)
+        check_owner_sources(cfg.eval_data or cfg.data)
     trainer = Trainer(cfg, resume)
     torch.manual_seed(cfg.seed)
     clip = load_clip(trainer.start_model)
@@ -229,7 +236,8 @@ def train_tower(
     test = load_image_text(eval_data, clip.image_size, split=cfg.eval_split)
     scene_train = _scene_targets(cfg.data, cfg.split, train, clip.image_size, grids) if heads else None
     probe = AttributeProbe(clip, attribute_values(train.fine, attributes), heads)
-    if Path(trainer.start_model).is_dir():
+    continued = Path(trainer.start_model) != Path(cfg.model) or not cfg.freeze
+    if continued and Path(trainer.start_model).is_dir():  # a resumed or continued run; a probe starts fresh
         probe.load_head(Path(trainer.start_model))
     for p in clip.parameters():
         p.requires_grad = False
@@ -290,7 +298,7 @@ def _scene_metrics(probe: AttributeProbe, test: ImageTextSet, scene: SceneTarget
                 maps.setdefault(k, []).append(v.float().cpu())
     probe.train(was)
     assert probe.scene is not None
-    heads = probe.scene.float().cpu()
+    heads = copy.deepcopy(probe.scene).float().cpu()  # the live heads stay where they train
     return scene_accuracy(
         heads,
         {k: torch.cat(v) for k, v in maps.items()},
