@@ -20,17 +20,21 @@ def owner_maps(
     """(N, side, side) int8 maps of the images `load_image_text(data, side, split, limit=limit)`
     returns, in its order: -1 for background, k for the scene's k-th object (its visible
     pixels). Every source (`A::B`) must be a world with `instances.json`."""
-    parts = [d for d in str(data).split("::") if d]
-    return torch.cat([_world_owners(Path(d), side, split, limit) for d in parts])
+    return torch.cat([_world_owners(d, side, split, limit) for d in _sources(data)])
 
 
 def check_owner_sources(data: str | Path) -> None:
     """One error line, before anything is written, when a source of `data` has no masks."""
-    for d in (d for d in str(data).split("::") if d):
-        if not (Path(d) / "instances.json").is_file():
+    for d in _sources(data):
+        if not (d / "instances.json").is_file():
             raise FinevlError(
                 f"{d}: dense and relation supervision need a world with object masks (no instances.json)"
             )
+
+
+def _sources(data: str | Path) -> list[Path]:
+    """The worlds of `A::B` (open_clip's `--train-data` convention, as `load_image_text`)."""
+    return [Path(d) for d in str(data).split("::") if d]
 
 
 def _world_owners(folder: Path, side: int, split: str | None, limit: int | None) -> torch.Tensor:

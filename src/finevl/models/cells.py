@@ -67,7 +67,7 @@ class CellTowerModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
-        """Weights come from the CLIP (`cell_tower_from_clip`) or a checkpoint; timm's own
+        """Weights come from the CLIP (`lvlm.clip_vision_tower`) or a checkpoint; timm's own
         initialisation stands otherwise."""
 
     def _frozen(self) -> bool:

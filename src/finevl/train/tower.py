@@ -199,13 +199,8 @@ def _scene_targets(
 def _scene_heads(cfg: TowerTrainConfig, clip: Clip) -> tuple[SceneHeads | None, dict[int, int]]:
     if not (cfg.dense_weight or cfg.relation_weight or cfg.binding_weight):
         return None, {}
-    trunk = stage_tower(clip, "scene supervision")
+    info = stage_tower(clip, "scene supervision").feature_info  # four stages: the settings' 0-3 fit
     stages = cfg.stage_indices()
-    if any(not 0 <= k < len(trunk.feature_info) for k in stages):
-        raise FinevlError(
-            f"--dense-stages {cfg.dense_stages!r}: stage indices are 0-{len(trunk.feature_info) - 1}"
-        )
-    info = trunk.feature_info
     grids = {k: clip.image_size // info[k]["reduction"] for k in stages}
     heads = SceneHeads(
         {k: info[k]["num_chs"] for k in stages},
