@@ -11,6 +11,11 @@ FineShapes scene (its exact visible mask):
 - `region`: what the region extractor pools, the mask pool of each of the four stage maps,
   concatenated (before its learned per-level projections).
 
+The region extractor's input is pooled with its own `mask_pool` (the mask resized to each map
+and binarised, as Osprey does: at a coarse map it takes in every cell the mask touches). The
+captioner and the LLaVA attend to all tokens and pool nothing; for them the probe weighs each
+cell by the share of it the object covers.
+
 Per attribute (shape, colour, size, pattern): a multinomial logistic regression (scikit-
 learn, L-BFGS, standardised features, as CLIP's linear-probe protocol) fitted on the objects
 of one set of images and scored on the objects of others. Relations: a pairwise probe on the
@@ -33,10 +38,8 @@ import torch.nn.functional as F
 
 from finevl.language.facts import scene_from_record
 from finevl.models.clip import Clip
+from finevl.models.region import mask_pool
 from finevl.train.scene_heads import DENSE_ATTRIBUTES
-
-CONSUMERS = ("captioner", "llava", "region")
-SPATIAL = ("left of", "right of", "above", "below")
 
 
 @dataclass
@@ -79,7 +82,11 @@ def consumer_maps(clip: Clip, pixels: torch.Tensor) -> dict[str, list[torch.Tens
     return out
 
 
-def _pool(maps: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+def _pool(consumer: str, maps: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """(R, sum C) each mask's pool of each (C, h, w) map: the region extractor's own
+    `mask_pool` for it, cells weighted by the object's share of them for the others."""
+    if consumer == "region":
+        return torch.cat([mask_pool(m.expand(len(masks), -1, -1, -1), masks) for m in maps], -1)
     parts = []
     for m in maps:
         small = F.interpolate(masks[:, None].float(), size=m.shape[-2:], mode="area")[:, 0]
@@ -104,7 +111,7 @@ def probe_set(
             objects = len(record["objects"])
             masks = torch.stack([owners[n] == k for k in range(objects)])
             for name, ms in maps.items():
-                feats.setdefault(name, []).append(_pool([m[b] for m in ms], masks).cpu().numpy())
+                feats.setdefault(name, []).append(_pool(name, [m[b] for m in ms], masks).cpu().numpy())
             for obj in record["objects"]:
                 for a in DENSE_ATTRIBUTES:
                     labels[a].append(obj[a])
